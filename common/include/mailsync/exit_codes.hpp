@@ -1,0 +1,12 @@
+#pragma once
+
+// Process exit codes shared by every executable (DESIGN.md section 3).
+namespace mailsync::exit_code {
+
+inline constexpr int kOk = 0;
+inline constexpr int kFailure = 1;
+inline constexpr int kUsage = 2;  // bad command line or configuration, or a command not built yet
+inline constexpr int kGateUnavailable = 3;      // DynamoDB gate unreachable / unauthorised / throttled
+inline constexpr int kDatabaseUnavailable = 4;  // PostgreSQL unreachable or bad database URL
+
+}  // namespace mailsync::exit_code

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+// The transport under the IMAP client: TCP with connect and I/O timeouts, TLS through OpenSSL with
+// the certificate chain and host name verified by default. Only this layer touches sockets and
+// OpenSSL's TLS API.
+namespace mailsync::net {
+
+struct TlsOptions {
+  std::string ca_file;  // extra CA bundle (MAILSYNC_TLS_CA_FILE), trusted besides the system store
+  bool verify = true;   // chain + host name; turning it off is for explicit, loopback-only use
+  std::chrono::milliseconds connect_timeout{15'000};  // TCP connect + TLS handshake
+  std::chrono::milliseconds io_timeout{120'000};      // any single read or write
+};
+
+enum class TransportErrorKind { kResolve, kConnect, kTls, kCertificate, kTimeout, kClosed, kIo };
+
+// Retryable except kCertificate (a wrong or untrusted certificate does not fix itself).
+class TransportError : public std::runtime_error {
+ public:
+  TransportError(TransportErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  TransportErrorKind kind() const { return kind_; }
+  bool retryable() const { return kind_ != TransportErrorKind::kCertificate; }
+
+ private:
+  TransportErrorKind kind_;
+};
+
+// A connected TCP socket (non-blocking underneath, blocking with timeouts on top).
+class Socket {
+ public:
+  // Tries every address of `host` in turn within `timeout` overall.
+  static Socket connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout);
+
+  Socket(Socket&& other) noexcept;
+  Socket& operator=(Socket&& other) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket();
+
+  int fd() const { return fd_; }
+  const std::string& peer() const { return peer_; }  // "host:port" for messages
+
+ private:
+  Socket(int fd, std::string peer) : fd_(fd), peer_(std::move(peer)) {}
+  int fd_ = -1;
+  std::string peer_;
+};
+
+class TlsStream {
+ public:
+  // Implicit TLS (IMAPS, port 993).
+  static std::unique_ptr<TlsStream> connect(const std::string& host, uint16_t port,
+                                            const TlsOptions& options);
+  // TLS over an established connection (STARTTLS, RFC 3501 6.2.1); `host` is verified.
+  static std::unique_ptr<TlsStream> upgrade(Socket socket, const std::string& host,
+                                            const TlsOptions& options);
+
+  ~TlsStream();
+  TlsStream(const TlsStream&) = delete;
+  TlsStream& operator=(const TlsStream&) = delete;
+
+  // Reads at least one byte, at most `capacity`; waits up to the I/O timeout. Throws kClosed when
+  // the peer closed the connection, kTimeout when nothing arrived in time.
+  size_t read_some(char* buffer, size_t capacity);
+  void write_all(std::string_view bytes);
+  void set_io_timeout(std::chrono::milliseconds timeout) { options_.io_timeout = timeout; }
+
+  std::string_view protocol() const;  // "TLSv1.3"
+  const std::string& peer() const { return socket_.peer(); }
+
+ private:
+  struct Ssl;
+  TlsStream(Socket socket, TlsOptions options);
+  void handshake(const std::string& host);
+  void wait_for(int ssl_error, std::chrono::milliseconds timeout, const char* what);
+
+  Socket socket_;
+  TlsOptions options_;
+  std::unique_ptr<Ssl> ssl_;
+};
+
+}  // namespace mailsync::net

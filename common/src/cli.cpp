@@ -1,0 +1,63 @@
+#include "mailsync/cli.hpp"
+
+#include <cstdlib>
+#include <iostream>
+
+#include "mailsync/build_info.hpp"
+#include "mailsync/exit_codes.hpp"
+
+namespace mailsync::cli {
+
+std::string usage(const Program& program) {
+  std::string text = "Usage: " + std::string(program.name) + " <command> [options]\n" +
+                     std::string(program.summary) + "\n\nCommands:\n";
+  size_t width = 0;
+  for (const Command& command : program.commands) width = std::max(width, command.synopsis.size());
+  for (const Command& command : program.commands) {
+    text += "  " + std::string(command.synopsis) + std::string(width - command.synopsis.size() + 2, ' ') +
+            std::string(command.summary);
+    if (!command.run) text += " (not built yet)";
+    text += "\n";
+  }
+  text += "\nRun '" + std::string(program.name) + " <command> --help' for a command's options.\n";
+  if (!program.footer.empty()) text += "\n" + std::string(program.footer);
+  return text;
+}
+
+int dispatch(const Program& program, int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << usage(program);
+    return exit_code::kUsage;
+  }
+  const std::string& first = args.front();
+  if (first == "--help" || first == "-h" || first == "help") {
+    std::cout << usage(program);
+    return exit_code::kOk;
+  }
+  if (first == "--version") {
+    std::cout << version_line() << "\n";
+    return exit_code::kOk;
+  }
+  for (const Command& command : program.commands) {
+    if (command.name != first) continue;
+    if (!command.run) return not_built(std::string(program.name) + " " + first, "this command");
+    return command.run(std::span<const std::string>(args).subspan(1));
+  }
+  std::cerr << program.name << ": unknown command '" << first << "'\n\n" << usage(program);
+  return exit_code::kUsage;
+}
+
+int not_built(std::string_view program, std::string_view what) {
+  std::cerr << program << ": " << what << " is not built yet in " << version_line()
+            << "; see the project's open issues\n";
+  return exit_code::kUsage;
+}
+
+std::optional<std::string> env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace mailsync::cli

@@ -1,0 +1,158 @@
+#include "mailsync/http/http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <mutex>
+
+namespace mailsync::http {
+
+namespace {
+
+void global_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+bool is_unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+void append_encoded(std::string& out, const std::string& value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (is_unreserved(c)) {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0x0f];
+    }
+  }
+}
+
+size_t collect_body(char* data, size_t size, size_t count, void* user) {
+  static_cast<std::string*>(user)->append(data, size * count);
+  return size * count;
+}
+
+// "https://host:port/path?query" -> "https://host:port": what an error may name.
+std::string origin_of(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "(invalid URL)";
+  const size_t path = url.find_first_of("/?#", scheme + 3);
+  std::string origin = url.substr(0, path);
+  if (const size_t at = origin.find('@', scheme + 3); at != std::string::npos)
+    origin.erase(scheme + 3, at + 1 - (scheme + 3));  // drop user:password@
+  return origin;
+}
+
+bool is_retryable(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return true;
+    default:
+      return false;  // certificate problems, bad URL, unsupported protocol: retrying cannot help
+  }
+}
+
+}  // namespace
+
+std::string form_encode(const FormFields& fields) {
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    if (!out.empty()) out += '&';
+    append_encoded(out, name);
+    out += '=';
+    append_encoded(out, value);
+  }
+  return out;
+}
+
+struct HttpClient::Impl {
+  HttpOptions options;
+  CURL* handle = nullptr;
+  char error_buffer[CURL_ERROR_SIZE] = {};
+
+  HttpResponse perform(const std::string& url, curl_slist* headers) {
+    HttpResponse response;
+    error_buffer[0] = '\0';
+    curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(handle, CURLOPT_WRITEDATA, &response.body);
+    const CURLcode code = curl_easy_perform(handle);
+    curl_easy_setopt(handle, CURLOPT_HTTPHEADER, nullptr);
+    if (code != CURLE_OK) {
+      const std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
+      throw HttpError("HTTP request to " + origin_of(url) + " failed: " + detail, is_retryable(code));
+    }
+    curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response.status);
+    return response;
+  }
+};
+
+HttpClient::HttpClient(HttpOptions options) : impl_(std::make_unique<Impl>()) {
+  global_init_once();
+  impl_->options = std::move(options);
+  impl_->handle = curl_easy_init();
+  if (impl_->handle == nullptr) throw HttpError("libcurl: curl_easy_init failed", false);
+  CURL* h = impl_->handle;
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, impl_->error_buffer);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!impl_->options.ca_file.empty()) {
+    // CURLOPT_CAINFO replaces the default bundle; keep the system store through CAPATH.
+    curl_easy_setopt(h, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
+    curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs");
+  }
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(impl_->options.connect_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(impl_->options.total_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &collect_body);
+  curl_easy_setopt(h, CURLOPT_USERAGENT, "mailsync");
+}
+
+HttpClient::~HttpClient() {
+  if (impl_ && impl_->handle != nullptr) curl_easy_cleanup(impl_->handle);
+}
+
+HttpResponse HttpClient::post(const std::string& url, const std::string& content_type,
+                              const std::string& body) {
+  struct HeaderList {
+    curl_slist* list = nullptr;
+    ~HeaderList() { curl_slist_free_all(list); }
+  } headers;
+  headers.list = curl_slist_append(headers.list, ("Content-Type: " + content_type).c_str());
+  headers.list = curl_slist_append(headers.list, "Accept: application/json");
+  CURL* h = impl_->handle;
+  curl_easy_setopt(h, CURLOPT_POST, 1L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  // Not copied by libcurl: `body` outlives perform(); GET switches the method back.
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+  return impl_->perform(url, headers.list);
+}
+
+HttpResponse HttpClient::post_form(const std::string& url, const FormFields& fields) {
+  return post(url, "application/x-www-form-urlencoded", form_encode(fields));
+}
+
+HttpResponse HttpClient::get(const std::string& url) {
+  curl_easy_setopt(impl_->handle, CURLOPT_HTTPGET, 1L);
+  return impl_->perform(url, nullptr);
+}
+
+}  // namespace mailsync::http

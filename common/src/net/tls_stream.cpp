@@ -1,0 +1,266 @@
+#include "mailsync/net/tls_stream.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+
+namespace mailsync::net {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// OpenSSL writes through write(2): a peer that closed would raise SIGPIPE and kill the process.
+void ignore_sigpipe_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { std::signal(SIGPIPE, SIG_IGN); });
+}
+
+std::string openssl_errors() {
+  std::string out;
+  char buffer[256];
+  while (const unsigned long code = ERR_get_error()) {
+    ERR_error_string_n(code, buffer, sizeof buffer);
+    if (!out.empty()) out += "; ";
+    out += buffer;
+  }
+  return out.empty() ? "no detail from OpenSSL" : out;
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+// Waits for `events` on `fd`; false on timeout.
+bool poll_fd(int fd, short events, int timeout_ms) {
+  pollfd entry{fd, events, 0};
+  for (;;) {
+    const int ready = ::poll(&entry, 1, timeout_ms);
+    if (ready > 0) return true;
+    if (ready == 0) return false;
+    if (errno != EINTR) throw TransportError(TransportErrorKind::kIo, std::string("poll: ") + std::strerror(errno));
+  }
+}
+
+bool is_ip_literal(const std::string& host) {
+  in6_addr address6;
+  in_addr address4;
+  return inet_pton(AF_INET, host.c_str(), &address4) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &address6) == 1;
+}
+
+}  // namespace
+
+// ---- Socket ----------------------------------------------------------------------------------
+
+Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout) {
+  ignore_sigpipe_once();
+  const std::string peer = host + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* addresses = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses); rc != 0)
+    throw TransportError(TransportErrorKind::kResolve, "cannot resolve " + host + ": " + gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(addresses, &freeaddrinfo);
+
+  const auto deadline = Clock::now() + timeout;
+  std::string failures;
+  bool timed_out = false;
+  for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    Socket candidate(fd, peer);
+    int error = 0;
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = errno;
+      if (error == EINPROGRESS) {
+        if (!poll_fd(fd, POLLOUT, remaining_ms(deadline))) {
+          timed_out = true;
+          error = ETIMEDOUT;
+        } else {
+          socklen_t length = sizeof error;
+          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+        }
+      }
+    }
+    if (error == 0) {
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // pipelined small commands
+      return candidate;
+    }
+    char name[INET6_ADDRSTRLEN] = "?";
+    const void* raw = a->ai_family == AF_INET
+                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr)
+                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    ::inet_ntop(a->ai_family, raw, name, sizeof name);
+    if (!failures.empty()) failures += ", ";
+    failures += std::string(name) + ": " + std::strerror(error);
+    if (remaining_ms(deadline) == 0) break;
+  }
+  throw TransportError(timed_out ? TransportErrorKind::kTimeout : TransportErrorKind::kConnect,
+                       "cannot connect to " + peer + " (" + failures + ")");
+}
+
+Socket::Socket(Socket&& other) noexcept : fd_(other.fd_), peer_(std::move(other.peer_)) { other.fd_ = -1; }
+
+Socket& Socket::operator=(Socket&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    peer_ = std::move(other.peer_);
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+Socket::~Socket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// ---- TlsStream -------------------------------------------------------------------------------
+
+struct TlsStream::Ssl {
+  SSL_CTX* context = nullptr;
+  SSL* ssl = nullptr;
+  ~Ssl() {
+    if (ssl != nullptr) SSL_free(ssl);
+    if (context != nullptr) SSL_CTX_free(context);
+  }
+};
+
+TlsStream::TlsStream(Socket socket, TlsOptions options)
+    : socket_(std::move(socket)), options_(std::move(options)), ssl_(std::make_unique<Ssl>()) {}
+
+TlsStream::~TlsStream() {
+  if (ssl_ && ssl_->ssl != nullptr) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_->ssl);  // best effort close_notify; never waits for the peer's
+  }
+}
+
+std::unique_ptr<TlsStream> TlsStream::connect(const std::string& host, uint16_t port,
+                                              const TlsOptions& options) {
+  return upgrade(Socket::connect(host, port, options.connect_timeout), host, options);
+}
+
+std::unique_ptr<TlsStream> TlsStream::upgrade(Socket socket, const std::string& host,
+                                              const TlsOptions& options) {
+  std::unique_ptr<TlsStream> stream(new TlsStream(std::move(socket), options));
+  stream->handshake(host);
+  return stream;
+}
+
+void TlsStream::handshake(const std::string& host) {
+  ERR_clear_error();
+  SSL_CTX* context = ssl_->context = SSL_CTX_new(TLS_client_method());
+  if (context == nullptr) throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (options_.verify) {
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_default_verify_paths(context);
+    if (!options_.ca_file.empty() &&
+        SSL_CTX_load_verify_locations(context, options_.ca_file.c_str(), nullptr) != 1)
+      throw TransportError(TransportErrorKind::kCertificate,
+                           "cannot load CA file " + options_.ca_file + ": " + openssl_errors());
+  } else {
+    SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nullptr);
+  }
+
+  SSL* ssl = ssl_->ssl = SSL_new(context);
+  if (ssl == nullptr || SSL_set_fd(ssl, socket_.fd()) != 1)
+    throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
+  if (is_ip_literal(host)) {
+    if (options_.verify) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl, host.c_str());  // SNI (RFC 6066 section 3)
+    if (options_.verify) SSL_set1_host(ssl, host.c_str());
+  }
+
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  for (;;) {
+    ERR_clear_error();
+    const int rc = SSL_connect(ssl);
+    if (rc == 1) return;
+    const int error = SSL_get_error(ssl, rc);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+      wait_for(error, std::chrono::milliseconds(remaining_ms(deadline)), "TLS handshake");
+      continue;
+    }
+    if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK)
+      throw TransportError(TransportErrorKind::kCertificate,
+                           "certificate of " + peer() + " rejected: " +
+                               X509_verify_cert_error_string(verify) +
+                               " (trust a private CA with MAILSYNC_TLS_CA_FILE)");
+    if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+      throw TransportError(TransportErrorKind::kClosed, "TLS handshake with " + peer() +
+                                                            ": connection closed by the server");
+    throw TransportError(TransportErrorKind::kTls, "TLS handshake with " + peer() + " failed: " + openssl_errors());
+  }
+}
+
+void TlsStream::wait_for(int ssl_error, std::chrono::milliseconds timeout, const char* what) {
+  const short events = ssl_error == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+  if (!poll_fd(socket_.fd(), events, static_cast<int>(timeout.count())))
+    throw TransportError(TransportErrorKind::kTimeout, std::string(what) + " with " + peer() +
+                                                           " timed out after " +
+                                                           std::to_string(timeout.count()) + " ms");
+}
+
+size_t TlsStream::read_some(char* buffer, size_t capacity) {
+  for (;;) {
+    ERR_clear_error();
+    size_t got = 0;
+    const int rc = SSL_read_ex(ssl_->ssl, buffer, capacity, &got);
+    if (rc == 1) return got;
+    const int error = SSL_get_error(ssl_->ssl, rc);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+      wait_for(error, options_.io_timeout, "read");
+      continue;
+    }
+    if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ||
+        (error == SSL_ERROR_SSL &&
+         ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
+      throw TransportError(TransportErrorKind::kClosed, "connection to " + peer() + " closed by the server");
+    throw TransportError(TransportErrorKind::kIo, "read from " + peer() + " failed: " + openssl_errors());
+  }
+}
+
+void TlsStream::write_all(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ERR_clear_error();
+    size_t written = 0;
+    const int rc = SSL_write_ex(ssl_->ssl, bytes.data(), bytes.size(), &written);
+    if (rc == 1) {
+      bytes.remove_prefix(written);
+      continue;
+    }
+    const int error = SSL_get_error(ssl_->ssl, rc);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+      wait_for(error, options_.io_timeout, "write");
+      continue;
+    }
+    if (error == SSL_ERROR_SYSCALL && (errno == EPIPE || errno == ECONNRESET))
+      throw TransportError(TransportErrorKind::kClosed, "connection to " + peer() + " closed by the server");
+    throw TransportError(TransportErrorKind::kIo, "write to " + peer() + " failed: " + openssl_errors());
+  }
+}
+
+std::string_view TlsStream::protocol() const { return SSL_get_version(ssl_->ssl); }
+
+}  // namespace mailsync::net

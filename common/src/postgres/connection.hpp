@@ -1,0 +1,49 @@
+#pragma once
+
+// Private to the Postgres layer: the one place that turns pqxx exceptions into the layer's own
+// error types (mailsync/postgres/errors.hpp).
+
+#include <pqxx/pqxx>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mailsync/postgres/errors.hpp"
+#include "mailsync/util/strings.hpp"
+
+namespace mailsync::postgres::detail {
+
+// Runs `body`, translating pqxx failures: broken connections, in-doubt commits and unavailable
+// SQLSTATEs become DatabaseUnavailable, other SQL errors DatabaseError. Messages are one line
+// with the password redacted.
+template <typename Fn>
+decltype(auto) translate_errors(std::string_view database_url, Fn&& body) {
+  try {
+    return body();
+  } catch (const pqxx::broken_connection& e) {
+    throw DatabaseUnavailable(redact_password(util::one_line(e.what()), database_url));
+  } catch (const pqxx::in_doubt_error& e) {
+    throw DatabaseUnavailable("connection lost during commit, outcome unknown: " +
+                              redact_password(util::one_line(e.what()), database_url));
+  } catch (const pqxx::sql_error& e) {
+    std::string message = redact_password(util::one_line(e.what()), database_url);
+    if (is_unavailable_sqlstate(e.sqlstate())) throw DatabaseUnavailable(message);
+    throw DatabaseError(message, e.sqlstate());
+  }
+}
+
+// Opens a connection named `application_name` (visible in pg_stat_activity) with notices below
+// WARNING suppressed, so "schema already exists, skipping" does not reach stderr.
+inline std::unique_ptr<pqxx::connection> open_connection(const std::string& database_url,
+                                                         std::string_view application_name) {
+  return translate_errors(database_url, [&] {
+    auto connection = std::make_unique<pqxx::connection>(database_url);
+    pqxx::nontransaction setup(*connection);
+    setup.exec("SET client_min_messages = warning");
+    setup.exec("SET application_name = " + setup.quote(std::string(application_name)));
+    return connection;
+  });
+}
+
+}  // namespace mailsync::postgres::detail
