@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Local OAuth2 emulator for the mailsync test stack (loopback only, test tooling).
+
+Plays Google's and Microsoft's token endpoints and answers Dovecot's token introspection for the
+access tokens it issued, so that the two local Dovecot servers accept XOAUTH2 / OAUTHBEARER exactly
+when the real providers would.
+
+  POST /google/token                                 Google-shaped refresh_token / authorization_code grant
+  POST /microsoft/<tenant>/oauth2/v2.0/token         Microsoft-shaped; a refresh grant rotates the refresh token
+  GET  /google/authorize, /microsoft/<tenant>/oauth2/v2.0/authorize
+                                                     consents at once and redirects to redirect_uri with code+state
+                                                     (PKCE S256 checked at the token endpoint)
+  POST /introspect/google, /introspect/microsoft     Dovecot passdb oauth2, introspection_mode = post
+  POST /admin/revoke   {"refresh_token"|"access_token"|"user": ...}  revoke while tests run
+  POST /admin/grant    {"provider", "user"} -> {"refresh_token"}      mint a refresh token
+  POST /admin/config   {"expires_in", "fail_next", "delay_ms", "revoke_rotated"}
+  GET  /admin/stats    counts of grants and introspections per user (no token values)
+  GET  /healthz
+
+Errors follow RFC 6749 section 5.2: HTTP 400 {"error": "invalid_grant"} for an unknown, revoked or
+expired refresh token, 401 {"error": "invalid_client"} for a wrong client secret.
+
+State is seeded from a JSON file (see up.sh): {"google": {"clients": {id: secret},
+"refresh_tokens": {token: user}}, "microsoft": {...}}. Token values never reach the log.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import secrets
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PROVIDERS = ("google", "microsoft")
+SCOPES = {
+    "google": "https://mail.google.com/",
+    "microsoft": "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+}
+
+
+class State:
+    def __init__(self, seed):
+        self.lock = threading.Lock()
+        self.clients = {p: dict(seed.get(p, {}).get("clients", {})) for p in PROVIDERS}
+        # refresh token -> {"provider", "user", "client_id", "revoked"}
+        self.refresh = {}
+        for provider in PROVIDERS:
+            for token, user in seed.get(provider, {}).get("refresh_tokens", {}).items():
+                self.refresh[token] = {"provider": provider, "user": user, "revoked": False}
+        self.access = {}  # access token -> {"provider", "user", "expires_at", "revoked"}
+        self.codes = {}   # authorization code -> {"provider", "user", "client_id", "redirect_uri", "challenge"}
+        self.expires_in = 3599
+        self.fail_next = 0
+        self.delay_ms = 0
+        self.revoke_rotated = False
+        self.stats = {"token_requests": 0, "token_errors": 0, "introspections": 0,
+                      "introspections_active": 0, "grants_by_user": {}}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "mailsync-oauth-emulator/1"
+    protocol_version = "HTTP/1.1"
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def log_message(self, fmt, *args):  # request lines only; paths carry no token values
+        sys.stderr.write("%s %s\n" % (time.strftime("%H:%M:%S"), fmt % args))
+
+    @property
+    def state(self):
+        return self.server.state
+
+    def reply(self, status, body, headers=None):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype == "application/json":
+            try:
+                return json.loads(raw or b"{}")
+            except ValueError:
+                return {}
+        return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode(), keep_blank_values=True).items()}
+
+    def oauth_error(self, status, error, description):
+        with self.state.lock:
+            self.state.stats["token_errors"] += 1
+        self.reply(status, {"error": error, "error_description": description})
+
+    # --- routing --------------------------------------------------------------------------------
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        if url.path == "/healthz":
+            return self.reply(200, {"ok": True})
+        if url.path == "/admin/stats":
+            with self.state.lock:
+                return self.reply(200, self.state.stats)
+        provider = self.provider_of(parts, "authorize")
+        if provider:
+            return self.authorize(provider, query)
+        self.reply(404, {"error": "not_found"})
+
+    def do_POST(self):
+        parts = [p for p in urllib.parse.urlsplit(self.path).path.split("/") if p]
+        body = self.read_body()
+        if len(parts) == 2 and parts[0] == "introspect" and parts[1] in PROVIDERS:
+            return self.introspect(parts[1], body)
+        if len(parts) == 2 and parts[0] == "admin":
+            handler = {"revoke": self.admin_revoke, "grant": self.admin_grant,
+                       "config": self.admin_config}.get(parts[1])
+            if handler:
+                return handler(body)
+        provider = self.provider_of(parts, "token")
+        if provider:
+            return self.token(provider, body)
+        self.reply(404, {"error": "not_found"})
+
+    @staticmethod
+    def provider_of(parts, endpoint):
+        """/google/<endpoint> or /microsoft/<tenant>/oauth2/v2.0/<endpoint>."""
+        if parts == ["google", endpoint]:
+            return "google"
+        if len(parts) == 5 and parts[0] == "microsoft" and parts[2:] == ["oauth2", "v2.0", endpoint]:
+            return "microsoft"
+        return None
+
+    # --- token endpoint -------------------------------------------------------------------------
+
+    def token(self, provider, body):
+        st = self.state
+        with st.lock:
+            st.stats["token_requests"] += 1
+            delay, fail = st.delay_ms, st.fail_next > 0
+            if fail:
+                st.fail_next -= 1
+        if delay:
+            time.sleep(delay / 1000.0)
+        if fail:
+            return self.oauth_error(503, "temporarily_unavailable", "emulated outage")
+
+        client_id = body.get("client_id", "")
+        secret = body.get("client_secret")
+        with st.lock:
+            known_secret = st.clients[provider].get(client_id)
+        if known_secret is None or (secret is not None and secret != known_secret):
+            return self.oauth_error(401, "invalid_client", "unknown client or wrong client secret")
+
+        grant = body.get("grant_type")
+        if grant == "refresh_token":
+            return self.refresh_grant(provider, client_id, body)
+        if grant == "authorization_code":
+            return self.code_grant(provider, client_id, body)
+        return self.oauth_error(400, "unsupported_grant_type", "grant_type must be refresh_token or authorization_code")
+
+    def issue(self, provider, user, rotate_from=None):
+        st = self.state
+        access = "ya29.emu-" + secrets.token_urlsafe(24) if provider == "google" else "EwB.emu-" + secrets.token_urlsafe(32)
+        st.access[access] = {"provider": provider, "user": user,
+                             "expires_at": time.time() + st.expires_in, "revoked": False}
+        grants = st.stats["grants_by_user"]
+        grants[user] = grants.get(user, 0) + 1
+        response = {"access_token": access, "expires_in": st.expires_in, "token_type": "Bearer",
+                    "scope": SCOPES[provider]}
+        if provider == "microsoft":
+            response["ext_expires_in"] = st.expires_in
+            new_refresh = "M.emu-" + secrets.token_urlsafe(32)
+            st.refresh[new_refresh] = {"provider": provider, "user": user, "revoked": False}
+            if rotate_from is not None and st.revoke_rotated:
+                st.refresh[rotate_from]["revoked"] = True
+            response["refresh_token"] = new_refresh
+        return response
+
+    def refresh_grant(self, provider, client_id, body):
+        st = self.state
+        token = body.get("refresh_token", "")
+        with st.lock:
+            entry = st.refresh.get(token)
+            if entry is None or entry["provider"] != provider or entry["revoked"]:
+                bad = True
+            else:
+                bad = False
+                response = self.issue(provider, entry["user"], rotate_from=token)
+        if bad:
+            return self.oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+        self.reply(200, response)
+
+    def code_grant(self, provider, client_id, body):
+        st = self.state
+        with st.lock:
+            entry = st.codes.pop(body.get("code", ""), None)
+        if entry is None or entry["provider"] != provider or entry["client_id"] != client_id:
+            return self.oauth_error(400, "invalid_grant", "unknown or used authorization code")
+        if body.get("redirect_uri") != entry["redirect_uri"]:
+            return self.oauth_error(400, "invalid_grant", "redirect_uri does not match the authorization request")
+        verifier = body.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if entry["challenge"] and digest != entry["challenge"]:
+            return self.oauth_error(400, "invalid_grant", "PKCE verification failed")
+        with st.lock:
+            response = self.issue(provider, entry["user"])
+            if provider == "google":  # Google returns a refresh token on the code exchange
+                refresh = "1//emu-" + secrets.token_urlsafe(32)
+                st.refresh[refresh] = {"provider": provider, "user": entry["user"], "revoked": False}
+                response["refresh_token"] = refresh
+        self.reply(200, response)
+
+    def authorize(self, provider, query):
+        redirect = query.get("redirect_uri", "")
+        if not redirect.startswith("http://127.0.0.1:") and not redirect.startswith("http://localhost:"):
+            return self.reply(400, {"error": "invalid_request", "error_description": "redirect_uri must be loopback"})
+        if query.get("code_challenge") and query.get("code_challenge_method") != "S256":
+            return self.reply(400, {"error": "invalid_request", "error_description": "only S256 PKCE"})
+        with self.state.lock:
+            if query.get("client_id") not in self.state.clients[provider]:
+                return self.reply(400, {"error": "unauthorized_client"})
+            code = secrets.token_urlsafe(16)
+            self.state.codes[code] = {"provider": provider, "client_id": query["client_id"],
+                                      "user": query.get("login_hint") or self.server.default_user[provider],
+                                      "redirect_uri": redirect, "challenge": query.get("code_challenge", "")}
+        location = redirect + ("&" if "?" in redirect else "?") + urllib.parse.urlencode(
+            {"code": code, "state": query.get("state", "")})
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    # --- introspection (Dovecot) ----------------------------------------------------------------
+
+    def introspect(self, provider, body):
+        token = body.get("token", "")
+        if not token:
+            auth = self.headers.get("Authorization", "")
+            token = auth[7:] if auth.startswith("Bearer ") else ""
+        st = self.state
+        with st.lock:
+            st.stats["introspections"] += 1
+            entry = st.access.get(token)
+            active = (entry is not None and entry["provider"] == provider and not entry["revoked"]
+                      and entry["expires_at"] > time.time())
+            if active:
+                st.stats["introspections_active"] += 1
+        if not active:
+            return self.reply(200, {"active": False})
+        self.reply(200, {"active": True, "username": entry["user"], "scope": SCOPES[provider],
+                         "exp": int(entry["expires_at"])})
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    def admin_revoke(self, body):
+        st = self.state
+        revoked = 0
+        with st.lock:
+            if "refresh_token" in body and body["refresh_token"] in st.refresh:
+                st.refresh[body["refresh_token"]]["revoked"] = True
+                revoked += 1
+            if "access_token" in body and body["access_token"] in st.access:
+                st.access[body["access_token"]]["revoked"] = True
+                revoked += 1
+            if "user" in body:
+                for table in (st.refresh, st.access):
+                    for entry in table.values():
+                        if entry["user"] == body["user"] and not entry["revoked"]:
+                            entry["revoked"] = True
+                            revoked += 1
+        self.reply(200, {"revoked": revoked})
+
+    def admin_grant(self, body):
+        provider, user = body.get("provider"), body.get("user")
+        if provider not in PROVIDERS or not user:
+            return self.reply(400, {"error": "provider (google|microsoft) and user are required"})
+        token = ("1//emu-" if provider == "google" else "M.emu-") + secrets.token_urlsafe(32)
+        with self.state.lock:
+            self.state.refresh[token] = {"provider": provider, "user": user, "revoked": False}
+        self.reply(200, {"refresh_token": token})
+
+    def admin_config(self, body):
+        st = self.state
+        with st.lock:
+            for key in ("expires_in", "fail_next", "delay_ms"):
+                if key in body:
+                    setattr(st, key, int(body[key]))
+            if "revoke_rotated" in body:
+                st.revoke_rotated = bool(body["revoke_rotated"])
+            current = {"expires_in": st.expires_in, "fail_next": st.fail_next,
+                       "delay_ms": st.delay_ms, "revoke_rotated": st.revoke_rotated}
+        self.reply(200, current)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--seed", required=True, help="JSON file with clients and refresh tokens")
+    args = parser.parse_args()
+    with open(args.seed) as f:
+        seed = json.load(f)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.state = State(seed)
+    server.default_user = {p: next(iter(seed.get(p, {}).get("refresh_tokens", {}).values()), "")
+                           for p in PROVIDERS}
+    sys.stderr.write("oauth emulator listening on 127.0.0.1:%d\n" % args.port)
+    sys.stderr.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Starts the throwaway local stack on free loopback ports, all files in one directory:
+#   PostgreSQL 15 (throwaway cluster, fsync off: for tests only)
+#   OAuth emulator (Google + Microsoft token endpoints, token introspection for Dovecot)
+#   Dovecot "gmail" and Dovecot "outlook": IMAPS with a certificate from a throwaway CA, users from
+#     a passwd file, XOAUTH2 / OAUTHBEARER validated through the emulator's introspection
+#   dynalite (DynamoDB API)
+# and writes DIR/env, which configures the executables for the stack (DESIGN.md section 4 names).
+#
+#   stack=$(deploy/local/up.sh)     # prints the stack directory on stdout
+#   . "$stack/env"
+#   deploy/local/down.sh "$stack"   # stops everything it started
+#
+# MAILSYNC_STACK_DIR=DIR puts the stack there (created; must not hold a running stack).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
+
+"$here/install-deps.sh"
+
+stack=${MAILSYNC_STACK_DIR:-$(mktemp -d /tmp/mailsync-stack.XXXXXX)}
+mkdir -p "$stack"
+stack=$(cd "$stack" && pwd)
+[[ ! -e $stack/pids ]] || die "$stack already holds a stack; run deploy/local/down.sh $stack first"
+chmod 755 "$stack"  # postgres, dovecot and vmail must traverse it
+: >"$stack/pids"
+
+# On any failure below, stop what was started so no listener is left behind.
+trap 'status=$?; if ((status != 0)); then log "start failed; stopping what started"; "$here/down.sh" "$stack" >&2 || true; fi' EXIT
+
+read -r pg_port oauth_port gmail_port outlook_port dynamo_port < <(free_ports 5)
+
+# ---- users and secrets -----------------------------------------------------------------------
+gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
+outlook_user=me@outlook.test
+random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+imap_password=$(random)
+google_client_id="emu-google-client.apps.googleusercontent.test"
+google_client_secret=$(random)
+ms_client_id="00000000-emu0-4000-8000-$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
+ms_client_secret=$(random)
+
+mkdir -p "$stack/secrets"
+chmod 700 "$stack/secrets"
+declare -A refresh_token
+for user in "${gmail_users[@]}"; do refresh_token[$user]="1//emu-$(random)"; done
+refresh_token[$outlook_user]="M.emu-$(random)"
+for user in "${!refresh_token[@]}"; do
+  (umask 077 && printf '%s' "${refresh_token[$user]}" >"$stack/secrets/${user%%@*}.refresh_token")
+done
+
+# ---- TLS: a throwaway CA and a server certificate for localhost / 127.0.0.1 -------------------
+mkdir -p "$stack/tls"
+(
+  cd "$stack/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=mailsync local test CA" \
+    -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile server.ext -out server.pem 2>/dev/null
+  chmod 644 ca.pem server.pem
+  chmod 600 ca.key
+  chmod 640 server.key
+  rm -f server.csr server.ext
+)
+
+# ---- PostgreSQL 15 ---------------------------------------------------------------------------
+log "postgres on 127.0.0.1:$pg_port"
+mkdir -p "$stack/pg"
+chown postgres: "$stack/pg" 2>/dev/null || true
+as_user postgres "$pg_bin/initdb" -D "$stack/pg/data" -U postgres -A trust -E UTF8 \
+  --locale=C.UTF-8 --no-sync >"$stack/pg/initdb.log" 2>&1 || die "initdb failed: $(tail -3 "$stack/pg/initdb.log")"
+as_user postgres "$pg_bin/pg_ctl" -D "$stack/pg/data" -l "$stack/pg/postgres.log" -w -t 30 start \
+  -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$stack/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+  >/dev/null || die "postgres did not start: $(tail -5 "$stack/pg/postgres.log")"
+echo "postgres $(head -1 "$stack/pg/data/postmaster.pid")" >>"$stack/pids"
+psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE mailsync"
+
+# ---- OAuth emulator --------------------------------------------------------------------------
+log "oauth emulator on 127.0.0.1:$oauth_port"
+mkdir -p "$stack/oauth"
+python3 - "$stack/oauth/seed.json" <<PY
+import json, sys
+seed = {
+  "google": {"clients": {"$google_client_id": "$google_client_secret"},
+             "refresh_tokens": {$(for u in "${gmail_users[@]}"; do printf '"%s": "%s", ' "${refresh_token[$u]}" "$u"; done)}},
+  "microsoft": {"clients": {"$ms_client_id": "$ms_client_secret"},
+                "refresh_tokens": {"${refresh_token[$outlook_user]}": "$outlook_user"}},
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(seed, f, indent=1)
+PY
+chmod 600 "$stack/oauth/seed.json"
+nohup python3 "$here/oauth_emulator.py" --port "$oauth_port" --seed "$stack/oauth/seed.json" \
+  >"$stack/oauth/emulator.log" 2>&1 </dev/null &
+echo "oauth $!" >>"$stack/pids"
+wait_listening "$oauth_port" "oauth emulator"
+
+# ---- Dovecot × 2 -----------------------------------------------------------------------------
+if [[ $(id -u) == 0 ]] && ! id vmail >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin vmail
+fi
+vmail_uid=$(id -u vmail 2>/dev/null || id -u)
+vmail_gid=$(id -g vmail 2>/dev/null || id -g)
+
+start_dovecot() {  # NAME PORT PROVIDER USERS...
+  local name=$1 port=$2 provider=$3
+  shift 3
+  local dir="$stack/dovecot-$name"
+  mkdir -p "$dir/run" "$dir/state" "$dir/mail"
+  chown "$vmail_uid:$vmail_gid" "$dir/mail"
+  : >"$dir/passwd"
+  local user
+  for user in "$@"; do echo "$user:{PLAIN}$imap_password::::::" >>"$dir/passwd"; done
+  chmod 640 "$dir/passwd"
+  chgrp dovecot "$dir/passwd" 2>/dev/null || true
+  cat >"$dir/oauth2.conf" <<CONF
+introspection_mode = post
+introspection_url = http://127.0.0.1:$oauth_port/introspect/$provider
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+CONF
+  cat >"$dir/dovecot.conf" <<CONF
+# Generated by deploy/local/up.sh for the throwaway "$name" server.
+instance_name = mailsync-$name
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+info_log_path = $dir/dovecot.log
+log_timestamp = "%Y-%m-%dT%H:%M:%S "
+auth_verbose = yes
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <$stack/tls/server.pem
+ssl_key = <$stack/tls/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_failure_delay = 0
+# Tokens through the emulator's introspection; passwords (PLAIN / LOGIN) from the passwd file.
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $dir/oauth2.conf
+}
+passdb {
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u $dir/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $dir/passwd
+  default_fields = uid=$vmail_uid gid=$vmail_gid home=$dir/mail/%u
+}
+first_valid_uid = $vmail_uid
+mail_location = sdbox:~/sdbox
+mail_fsync = never
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+protocol imap {
+  mail_max_userip_connections = 100
+}
+service imap-login {
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    port = $port
+    ssl = yes
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = 0
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service lmtp {
+  unix_listener lmtp {
+    mode = 0
+  }
+}
+# After a failed login dovecot delays later ones from the same IP (2, 4, 8, 15 s);
+# auth_failure_delay = 0 alone does not stop it.
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+CONF
+  log "dovecot $name on 127.0.0.1:$port"
+  dovecot -c "$dir/dovecot.conf" || die "dovecot $name did not start: $(tail -5 "$dir/dovecot.log" 2>/dev/null)"
+  wait_listening "$port" "dovecot $name"
+  echo "dovecot-$name $(cat "$dir/run/master.pid")" >>"$stack/pids"
+}
+start_dovecot gmail "$gmail_port" google "${gmail_users[@]}"
+start_dovecot outlook "$outlook_port" microsoft "$outlook_user"
+
+# ---- dynalite --------------------------------------------------------------------------------
+log "dynalite on 127.0.0.1:$dynamo_port"
+mkdir -p "$stack/dynalite"
+nohup node "$(npm_cache_dir)/node_modules/dynalite/cli.js" --host 127.0.0.1 --port "$dynamo_port" \
+  --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 >"$stack/dynalite/dynalite.log" 2>&1 </dev/null &
+echo "dynalite $!" >>"$stack/pids"
+wait_listening "$dynamo_port" dynalite
+
+# ---- routes file and env ---------------------------------------------------------------------
+python3 - "$stack/routes.json" "$stack/secrets" "$google_client_id" "$outlook_user" "${gmail_users[@]}" <<'PY'
+import json, sys
+out, secrets_dir, client_id, outlook = sys.argv[1:5]
+routes = [{"gmail_email": u, "outlook_email": outlook, "outlook_target_folder": "Gmail/" + u.split("@")[0],
+           "gmail_client_id": client_id, "gmail_client_secret": "env:GMAIL_CLIENT_SECRET",
+           "gmail_refresh_token": "file:%s/%s.refresh_token" % (secrets_dir, u.split("@")[0])}
+          for u in sys.argv[5:]]
+with open(out, "w") as f:
+    json.dump(routes, f, indent=2)
+PY
+
+(
+  umask 077
+  cat >"$stack/env" <<ENV
+# Written by deploy/local/up.sh; source it to point mailsync at this throwaway stack.
+export MAILSYNC_DATABASE_URL='postgresql://postgres@127.0.0.1:$pg_port/mailsync'
+export GMAIL_EMAIL='${gmail_users[0]}'
+export GMAIL_CLIENT_ID='$google_client_id'
+export GMAIL_CLIENT_SECRET='$google_client_secret'
+export GMAIL_REFRESH_TOKEN='${refresh_token[${gmail_users[0]}]}'
+export OUTLOOK_TARGET_FOLDER='Gmail/${gmail_users[0]%%@*}'
+export OUTLOOK_EMAIL='$outlook_user'
+export MS_CLIENT_ID='$ms_client_id'
+export MS_CLIENT_SECRET='$ms_client_secret'
+export MS_TENANT='consumers'
+export MS_REFRESH_TOKEN='${refresh_token[$outlook_user]}'
+export AWS_REGION='us-east-1'
+export DYNAMODB_TABLE='mailsync-local'
+export DYNAMODB_ENDPOINT='http://127.0.0.1:$dynamo_port'
+export AWS_ACCESS_KEY_ID='local-$(random)'
+export AWS_SECRET_ACCESS_KEY='$(random)'
+export SYNC_INTERVAL_SECONDS='300'
+export GMAIL_IMAP_HOST='localhost'
+export GMAIL_IMAP_PORT='$gmail_port'
+export OUTLOOK_IMAP_HOST='localhost'
+export OUTLOOK_IMAP_PORT='$outlook_port'
+export GOOGLE_TOKEN_URL='http://127.0.0.1:$oauth_port/google/token'
+export MS_TOKEN_URL='http://127.0.0.1:$oauth_port/microsoft/consumers/oauth2/v2.0/token'
+export MAILSYNC_TLS_CA_FILE='$stack/tls/ca.pem'
+# Stack internals for tests, the demo and benchmarks (not read by mailsync itself).
+export MAILSYNC_STACK_DIR='$stack'
+export MAILSYNC_STACK_PG_PORT='$pg_port'
+export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/postgres'
+export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
+export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
+export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'
+export MAILSYNC_STACK_ROUTES_FILE='$stack/routes.json'
+export MAILSYNC_STACK_GMAIL_DOVECOT_CONF='$stack/dovecot-gmail/dovecot.conf'
+export MAILSYNC_STACK_OUTLOOK_DOVECOT_CONF='$stack/dovecot-outlook/dovecot.conf'
+export MAILSYNC_STACK_GMAIL_LOG='$stack/dovecot-gmail/dovecot.log'
+export MAILSYNC_STACK_OUTLOOK_LOG='$stack/dovecot-outlook/dovecot.log'
+ENV
+)
+log "ready: . $stack/env"
+echo "$stack"
