@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+
+namespace mailsync::testing {
+
+// A database of its own on the local stack's PostgreSQL, created empty for one test and dropped
+// afterwards, so tests can run in parallel against one server.
+class TestDatabase {
+ public:
+  TestDatabase();
+  ~TestDatabase();
+  TestDatabase(const TestDatabase&) = delete;
+  TestDatabase& operator=(const TestDatabase&) = delete;
+
+  const std::string& url() const { return url_; }
+  const std::string& name() const { return name_; }
+
+  // First column of the first row of `sql`, as text ("" for NULL or no rows).
+  std::string query_value(const std::string& sql) const;
+  void execute(const std::string& sql) const;
+
+ private:
+  std::string admin_url_;
+  std::string name_;
+  std::string url_;
+};
+
+}  // namespace mailsync::testing

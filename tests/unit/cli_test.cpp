@@ -1,0 +1,81 @@
+// The executables' front door: --help answers with the usage of DESIGN.md section 3, commands
+// that are not built yet say so and exit 2, bad usage exits 2.
+
+#include <gtest/gtest.h>
+
+#include "support/process.hpp"
+
+namespace {
+
+using mailsync::testing::run_process;
+
+TEST(MailsyncCli, HelpListsEveryAdminCommandAndExitsZero) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  for (const char* command :
+       {"migrate", "enqueue --route KEY | --all", "status [--json]", "routes", "jobs", "dead list|retry|discard",
+        "pause ROUTE", "resume ROUTE", "run-once [--dry-run] [--route KEY]", "auth gmail|microsoft", "gate",
+        "dynamo create-table"})
+    EXPECT_NE(result.out.find(command), std::string::npos) << command;
+  EXPECT_NE(result.out.find("4 database unavailable"), std::string::npos);
+}
+
+TEST(MailsyncCli, ACommandNotBuiltYetSaysSoAndExitsTwo) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("not built yet"), std::string::npos) << result.err;
+}
+
+TEST(MailsyncCli, AnUnknownCommandIsAUsageError) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "frobnicate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("unknown command 'frobnicate'"), std::string::npos) << result.err;
+}
+
+TEST(MailsyncCli, NoCommandIsAUsageError) {
+  EXPECT_EQ(run_process({MAILSYNC_TEST_BIN_MAILSYNC}).exit_code, 2);
+}
+
+TEST(MailsyncCli, MigrateWithoutDatabaseUrlIsAConfigurationError) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "migrate"}, {{"MAILSYNC_DATABASE_URL", std::nullopt}});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("MAILSYNC_DATABASE_URL is not set"), std::string::npos) << result.err;
+}
+
+TEST(MailsyncCli, VersionPrintsTheVersionLine) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "--version"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.out.rfind("mailsync " MAILSYNC_TEST_PROJECT_VERSION, 0), 0u) << result.out;
+}
+
+TEST(WorkerCli, HelpDescribesTheWorkerOptions) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  for (const char* option : {"--concurrency", "--drain", "--poll-only", "--metrics-port"})
+    EXPECT_NE(result.out.find(option), std::string::npos) << option;
+}
+
+TEST(WorkerCli, RunningBeforeThePoolExistsExitsTwo) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("not built yet"), std::string::npos);
+}
+
+TEST(WorkerCli, AnUnknownOptionIsAUsageError) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--frobnicate"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("frobnicate"), std::string::npos);
+}
+
+TEST(SchedulerCli, HelpDescribesTheSchedulerOptions) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(result.out.find("--once"), std::string::npos);
+  EXPECT_NE(result.out.find("SYNC_INTERVAL_SECONDS"), std::string::npos);
+}
+
+TEST(SchedulerCli, RunningBeforeTheLoopExistsExitsTwo) {
+  EXPECT_EQ(run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}).exit_code, 2);
+}
+
+}  // namespace
