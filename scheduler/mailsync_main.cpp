@@ -12,22 +12,28 @@ int main(int argc, char** argv) {
           {
               Command{"migrate", "migrate", "apply the embedded database migrations",
                       mailsync::admin::run_migrate},
-              Command{"enqueue", "enqueue --route KEY | --all [--priority P] [--run-at T]",
-                      "queue route_sync jobs now", {}},
+              Command{"enqueue",
+                      "enqueue --route KEY | --all [--priority P] [--run-at T]",
+                      "queue route_sync jobs now",
+                      {}},
               Command{"status", "status [--json]", "routes with last outcome and queue counts", {}},
               Command{"routes", "routes", "list the configured routes, without secrets", {}},
               Command{"jobs", "jobs [filters]", "list jobs", {}},
               Command{"dead", "dead list|retry|discard", "inspect, retry or discard dead jobs", {}},
               Command{"pause", "pause ROUTE", "stop enqueuing a route", {}},
               Command{"resume", "resume ROUTE", "enqueue a paused route again", {}},
-              Command{"run-once", "run-once [--dry-run] [--route KEY]", "one sync inline, no queue", {}},
+              Command{"run-once",
+                      "run-once [--dry-run] [--route KEY]",
+                      "one sync inline, no queue",
+                      {}},
               Command{"auth", "auth gmail|microsoft", "obtain a refresh token interactively", {}},
               Command{"gate", "gate", "check the DynamoDB gate (exit 0 or 3)", {}},
               Command{"dynamo", "dynamo create-table", "create the DynamoDB table with TTL", {}},
           },
-      .footer = "Configuration comes from the environment (MAILSYNC_DATABASE_URL, SYNC_ROUTES_JSON,\n"
-                "...; see README). Exit codes: 0 ok, 1 failure, 2 usage or configuration error,\n"
-                "3 DynamoDB gate unavailable, 4 database unavailable.\n",
+      .footer =
+          "Configuration comes from the environment (MAILSYNC_DATABASE_URL, SYNC_ROUTES_JSON,\n"
+          "...; see README). Exit codes: 0 ok, 1 failure, 2 usage or configuration error,\n"
+          "3 DynamoDB gate unavailable, 4 database unavailable.\n",
   };
   return mailsync::cli::dispatch(program, argc, argv);
 }

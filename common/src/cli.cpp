@@ -14,8 +14,8 @@ std::string usage(const Program& program) {
   size_t width = 0;
   for (const Command& command : program.commands) width = std::max(width, command.synopsis.size());
   for (const Command& command : program.commands) {
-    text += "  " + std::string(command.synopsis) + std::string(width - command.synopsis.size() + 2, ' ') +
-            std::string(command.summary);
+    text += "  " + std::string(command.synopsis) +
+            std::string(width - command.synopsis.size() + 2, ' ') + std::string(command.summary);
     if (!command.run) text += " (not built yet)";
     text += "\n";
   }

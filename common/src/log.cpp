@@ -17,7 +17,8 @@ std::optional<std::string> init_logging(std::string_view service) {
   const char* raw = std::getenv("LOG_LEVEL");
   if (raw == nullptr || *raw == '\0') return std::nullopt;
   std::string name(raw);
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (name == "warning") name = "warn";
   const auto level = spdlog::level::from_str(name);
   // from_str answers "off" for anything it does not know; only accept "off" when asked for.

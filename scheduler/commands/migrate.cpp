@@ -54,7 +54,8 @@ int run_migrate(std::span<const std::string> args) {
     const postgres::MigrationReport report = postgres::Migrator(*url, migrations).run();
     for (const postgres::Migration& migration : migrations) {
       const std::string label = four_digits(migration.version) + "_" + std::string(migration.name);
-      if (std::find(report.applied.begin(), report.applied.end(), migration.version) != report.applied.end())
+      if (std::find(report.applied.begin(), report.applied.end(), migration.version) !=
+          report.applied.end())
         std::cout << "applied " << label << "\n";
       else if (std::find(report.applied_elsewhere.begin(), report.applied_elsewhere.end(),
                          migration.version) != report.applied_elsewhere.end())
@@ -63,9 +64,8 @@ int run_migrate(std::span<const std::string> args) {
     for (const int version : report.unknown)
       std::cerr << "mailsync migrate: warning: the database has migration " << four_digits(version)
                 << ", which this binary does not know; it is newer than this binary\n";
-    std::cout << "schema is at version "
-              << (migrations.empty() ? 0 : migrations.back().version) << " ("
-              << report.applied.size() << " applied now, "
+    std::cout << "schema is at version " << (migrations.empty() ? 0 : migrations.back().version)
+              << " (" << report.applied.size() << " applied now, "
               << report.already_applied.size() + report.applied_elsewhere.size()
               << " already present)\n";
     return exit_code::kOk;
@@ -76,7 +76,8 @@ int run_migrate(std::span<const std::string> args) {
     std::cerr << "mailsync migrate: " << e.what() << "\n";
     return exit_code::kFailure;
   } catch (const postgres::DatabaseError& e) {
-    std::cerr << "mailsync migrate: database error (SQLSTATE " << e.sqlstate() << "): " << e.what() << "\n";
+    std::cerr << "mailsync migrate: database error (SQLSTATE " << e.sqlstate() << "): " << e.what()
+              << "\n";
     return exit_code::kFailure;
   }
 }

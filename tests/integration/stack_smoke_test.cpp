@@ -15,7 +15,9 @@ namespace {
 using mailsync::testing::stack_env;
 using nlohmann::json;
 
-mailsync::http::HttpOptions http_options() { return {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE")}; }
+mailsync::http::HttpOptions http_options() {
+  return {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE")};
+}
 
 mailsync::net::TlsOptions tls_options() {
   return {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE"),
@@ -25,7 +27,8 @@ mailsync::net::TlsOptions tls_options() {
 
 // Refresh-token grant (RFC 6749 section 6).
 mailsync::http::HttpResponse refresh(const std::string& url, const std::string& client_id,
-                                     const std::string& client_secret, const std::string& refresh_token) {
+                                     const std::string& client_secret,
+                                     const std::string& refresh_token) {
   mailsync::http::HttpClient client(http_options());
   return client.post_form(url, {{"grant_type", "refresh_token"},
                                 {"client_id", client_id},
@@ -73,13 +76,16 @@ class ImapProbe {
   };
   // AUTHENTICATE XOAUTH2 with the initial response on the command line (SASL-IR, RFC 4959).
   AuthResult authenticate_xoauth2(const std::string& user, const std::string& token) {
-    send("a1 AUTHENTICATE XOAUTH2 " +
-         mailsync::util::base64_encode("user=" + user + "\x01" "auth=Bearer " + token + "\x01\x01"));
+    send("a1 AUTHENTICATE XOAUTH2 " + mailsync::util::base64_encode("user=" + user +
+                                                                    "\x01"
+                                                                    "auth=Bearer " +
+                                                                    token + "\x01\x01"));
     AuthResult result;
     for (;;) {
       const std::string line = read_line();
       if (line.starts_with("+ ")) {  // the error challenge; answered with an empty response
-        result.error_payload = mailsync::util::base64_decode(line.substr(2)).value_or("<bad base64>");
+        result.error_payload =
+            mailsync::util::base64_decode(line.substr(2)).value_or("<bad base64>");
         send("");
       } else if (line.starts_with("a1 ")) {
         result.tagged = line;
@@ -94,11 +100,14 @@ class ImapProbe {
   std::string greeting_;
 };
 
-uint16_t port(const char* name) { return static_cast<uint16_t>(std::stoi(stack_env(name))); }
+uint16_t port(const char* name) {
+  return static_cast<uint16_t>(std::stoi(stack_env(name)));
+}
 
 TEST(LocalStack, GmailServerAcceptsAGoogleTokenOverXoauth2) {
-  const std::string token = access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
-                                                 stack_env("GMAIL_CLIENT_SECRET"), stack_env("GMAIL_REFRESH_TOKEN")));
+  const std::string token =
+      access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
+                           stack_env("GMAIL_CLIENT_SECRET"), stack_env("GMAIL_REFRESH_TOKEN")));
   ImapProbe imap(stack_env("GMAIL_IMAP_HOST"), port("GMAIL_IMAP_PORT"));
   EXPECT_TRUE(imap.greeting().starts_with("* OK")) << imap.greeting();
   EXPECT_NE(imap.greeting().find("AUTH=XOAUTH2"), std::string::npos) << imap.greeting();
@@ -108,8 +117,8 @@ TEST(LocalStack, GmailServerAcceptsAGoogleTokenOverXoauth2) {
 }
 
 TEST(LocalStack, OutlookServerAcceptsAMicrosoftTokenAndRotatesTheRefreshToken) {
-  const auto response = refresh(stack_env("MS_TOKEN_URL"), stack_env("MS_CLIENT_ID"), stack_env("MS_CLIENT_SECRET"),
-                                stack_env("MS_REFRESH_TOKEN"));
+  const auto response = refresh(stack_env("MS_TOKEN_URL"), stack_env("MS_CLIENT_ID"),
+                                stack_env("MS_CLIENT_SECRET"), stack_env("MS_REFRESH_TOKEN"));
   const std::string token = access_token(response);
   const std::string rotated = json::parse(response.body).value("refresh_token", "");
   EXPECT_FALSE(rotated.empty());
@@ -122,9 +131,11 @@ TEST(LocalStack, OutlookServerAcceptsAMicrosoftTokenAndRotatesTheRefreshToken) {
 TEST(LocalStack, ARevokedAccessTokenIsRefusedWithTheServersJsonError) {
   // A refresh token of its own, so that revoking it cannot disturb other tests on the stack.
   const std::string own_refresh =
-      admin("/admin/grant", {{"provider", "google"}, {"user", stack_env("GMAIL_EMAIL")}})["refresh_token"];
-  const std::string token = access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
-                                                 stack_env("GMAIL_CLIENT_SECRET"), own_refresh));
+      admin("/admin/grant",
+            {{"provider", "google"}, {"user", stack_env("GMAIL_EMAIL")}})["refresh_token"];
+  const std::string token =
+      access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
+                           stack_env("GMAIL_CLIENT_SECRET"), own_refresh));
   EXPECT_EQ(admin("/admin/revoke", {{"access_token", token}})["revoked"], 1);
   ImapProbe imap(stack_env("GMAIL_IMAP_HOST"), port("GMAIL_IMAP_PORT"));
   const auto result = imap.authenticate_xoauth2(stack_env("GMAIL_EMAIL"), token);
@@ -135,25 +146,27 @@ TEST(LocalStack, ARevokedAccessTokenIsRefusedWithTheServersJsonError) {
 
 TEST(LocalStack, ARevokedRefreshTokenGetsInvalidGrant) {
   const std::string own_refresh =
-      admin("/admin/grant", {{"provider", "microsoft"}, {"user", stack_env("OUTLOOK_EMAIL")}})["refresh_token"];
+      admin("/admin/grant",
+            {{"provider", "microsoft"}, {"user", stack_env("OUTLOOK_EMAIL")}})["refresh_token"];
   admin("/admin/revoke", {{"refresh_token", own_refresh}});
-  const auto response =
-      refresh(stack_env("MS_TOKEN_URL"), stack_env("MS_CLIENT_ID"), stack_env("MS_CLIENT_SECRET"), own_refresh);
+  const auto response = refresh(stack_env("MS_TOKEN_URL"), stack_env("MS_CLIENT_ID"),
+                                stack_env("MS_CLIENT_SECRET"), own_refresh);
   EXPECT_EQ(response.status, 400);
   EXPECT_EQ(json::parse(response.body).value("error", ""), "invalid_grant");
 }
 
 TEST(LocalStack, ATokenOfTheOtherProviderIsRefused) {
-  const std::string google_token = access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
-                                                        stack_env("GMAIL_CLIENT_SECRET"),
-                                                        stack_env("GMAIL_REFRESH_TOKEN")));
+  const std::string google_token =
+      access_token(refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
+                           stack_env("GMAIL_CLIENT_SECRET"), stack_env("GMAIL_REFRESH_TOKEN")));
   ImapProbe imap(stack_env("OUTLOOK_IMAP_HOST"), port("OUTLOOK_IMAP_PORT"));
-  EXPECT_TRUE(imap.authenticate_xoauth2(stack_env("OUTLOOK_EMAIL"), google_token).tagged.starts_with("a1 NO"));
+  EXPECT_TRUE(imap.authenticate_xoauth2(stack_env("OUTLOOK_EMAIL"), google_token)
+                  .tagged.starts_with("a1 NO"));
 }
 
 TEST(LocalStack, AWrongClientSecretGetsInvalidClient) {
-  const auto response = refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"), "wrong-secret",
-                                stack_env("GMAIL_REFRESH_TOKEN"));
+  const auto response = refresh(stack_env("GOOGLE_TOKEN_URL"), stack_env("GMAIL_CLIENT_ID"),
+                                "wrong-secret", stack_env("GMAIL_REFRESH_TOKEN"));
   EXPECT_EQ(response.status, 401);
   EXPECT_EQ(json::parse(response.body).value("error", ""), "invalid_client");
 }
@@ -162,7 +175,8 @@ TEST(Transport, RefusesTheStackCertificateWithoutItsCa) {
   mailsync::net::TlsOptions options = tls_options();
   options.ca_file.clear();  // system store only: the throwaway CA is not in it
   try {
-    mailsync::net::TlsStream::connect(stack_env("GMAIL_IMAP_HOST"), port("GMAIL_IMAP_PORT"), options);
+    mailsync::net::TlsStream::connect(stack_env("GMAIL_IMAP_HOST"), port("GMAIL_IMAP_PORT"),
+                                      options);
     FAIL() << "an untrusted certificate was accepted";
   } catch (const mailsync::net::TransportError& e) {
     EXPECT_EQ(e.kind(), mailsync::net::TransportErrorKind::kCertificate) << e.what();
@@ -172,8 +186,10 @@ TEST(Transport, RefusesTheStackCertificateWithoutItsCa) {
 }
 
 TEST(Transport, VerifiesAnIpAddressAgainstTheCertificateSubjectAltName) {
-  auto stream = mailsync::net::TlsStream::connect("127.0.0.1", port("GMAIL_IMAP_PORT"), tls_options());
-  EXPECT_TRUE(stream->protocol() == "TLSv1.3" || stream->protocol() == "TLSv1.2") << stream->protocol();
+  auto stream =
+      mailsync::net::TlsStream::connect("127.0.0.1", port("GMAIL_IMAP_PORT"), tls_options());
+  EXPECT_TRUE(stream->protocol() == "TLSv1.3" || stream->protocol() == "TLSv1.2")
+      << stream->protocol();
 }
 
 TEST(Transport, AClosedPortIsAConnectError) {
@@ -190,10 +206,12 @@ TEST(Transport, ATlsPeerThatSendsNothingTimesOut) {
   // Dovecot waits for the client's command after the greeting: a second read must time out.
   mailsync::net::TlsOptions options = tls_options();
   options.io_timeout = std::chrono::milliseconds(300);
-  auto stream = mailsync::net::TlsStream::connect(stack_env("GMAIL_IMAP_HOST"), port("GMAIL_IMAP_PORT"), options);
+  auto stream = mailsync::net::TlsStream::connect(stack_env("GMAIL_IMAP_HOST"),
+                                                  port("GMAIL_IMAP_PORT"), options);
   char buffer[4096];
   std::string greeting;
-  while (greeting.find("\r\n") == std::string::npos) greeting.append(buffer, stream->read_some(buffer, sizeof buffer));
+  while (greeting.find("\r\n") == std::string::npos)
+    greeting.append(buffer, stream->read_some(buffer, sizeof buffer));
   try {
     stream->read_some(buffer, sizeof buffer);
     FAIL() << "read returned without data";

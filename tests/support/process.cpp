@@ -31,7 +31,9 @@ namespace {
   ::_exit(127);
 }
 
-int decode_status(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+int decode_status(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

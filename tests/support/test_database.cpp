@@ -1,8 +1,8 @@
 #include "support/test_database.hpp"
 
-#include <pqxx/pqxx>
-#include <atomic>
 #include <unistd.h>
+#include <atomic>
+#include <pqxx/pqxx>
 
 #include "support/process.hpp"
 

@@ -20,7 +20,9 @@ std::string read_file(const std::filesystem::path& path) {
   return buffer.str();
 }
 
-TEST(BuildInfo, IsBuiltAsCxx20OrLater) { EXPECT_GE(mailsync::build_info().cxx_standard, 202002L); }
+TEST(BuildInfo, IsBuiltAsCxx20OrLater) {
+  EXPECT_GE(mailsync::build_info().cxx_standard, 202002L);
+}
 
 TEST(BuildInfo, VersionMatchesTheProjectVersion) {
   EXPECT_EQ(mailsync::build_info().version, MAILSYNC_TEST_PROJECT_VERSION);
@@ -63,7 +65,8 @@ TEST(EmbeddedMigrations, FirstCreatesTheMailsyncSchemaTables) {
   const std::string_view sql = mailsync::postgres::embedded_migrations().front().sql;
   for (const char* table : {"mailsync.routes", "mailsync.jobs", "mailsync.job_attempts",
                             "mailsync.watermarks", "mailsync.uid_claims", "mailsync.failures"})
-    EXPECT_NE(sql.find(std::string("CREATE TABLE ") + table + " ("), std::string_view::npos) << table;
+    EXPECT_NE(sql.find(std::string("CREATE TABLE ") + table + " ("), std::string_view::npos)
+        << table;
 }
 
 }  // namespace

@@ -12,10 +12,10 @@ using mailsync::testing::run_process;
 TEST(MailsyncCli, HelpListsEveryAdminCommandAndExitsZero) {
   const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "--help"});
   EXPECT_EQ(result.exit_code, 0);
-  for (const char* command :
-       {"migrate", "enqueue --route KEY | --all", "status [--json]", "routes", "jobs", "dead list|retry|discard",
-        "pause ROUTE", "resume ROUTE", "run-once [--dry-run] [--route KEY]", "auth gmail|microsoft", "gate",
-        "dynamo create-table"})
+  for (const char* command : {"migrate", "enqueue --route KEY | --all", "status [--json]", "routes",
+                              "jobs", "dead list|retry|discard", "pause ROUTE", "resume ROUTE",
+                              "run-once [--dry-run] [--route KEY]", "auth gmail|microsoft", "gate",
+                              "dynamo create-table"})
     EXPECT_NE(result.out.find(command), std::string::npos) << command;
   EXPECT_NE(result.out.find("4 database unavailable"), std::string::npos);
 }
@@ -37,7 +37,8 @@ TEST(MailsyncCli, NoCommandIsAUsageError) {
 }
 
 TEST(MailsyncCli, MigrateWithoutDatabaseUrlIsAConfigurationError) {
-  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "migrate"}, {{"MAILSYNC_DATABASE_URL", std::nullopt}});
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "migrate"},
+                                  {{"MAILSYNC_DATABASE_URL", std::nullopt}});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("MAILSYNC_DATABASE_URL is not set"), std::string::npos) << result.err;
 }

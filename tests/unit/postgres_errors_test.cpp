@@ -8,7 +8,8 @@ using mailsync::postgres::is_unavailable_sqlstate;
 using mailsync::postgres::redact_password;
 
 TEST(UnavailableSqlstate, CoversConnectionShutdownAndResourceClasses) {
-  for (const char* state : {"08000", "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "58030"})
+  for (const char* state :
+       {"08000", "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "58030"})
     EXPECT_TRUE(is_unavailable_sqlstate(state)) << state;
 }
 

@@ -12,9 +12,10 @@
 namespace mailsync::cli {
 
 struct Command {
-  std::string_view name;      // "migrate"
-  std::string_view synopsis;  // "migrate" / "enqueue --route KEY | --all [--priority P] [--run-at T]"
-  std::string_view summary;   // one line
+  std::string_view name;  // "migrate"
+  std::string_view
+      synopsis;  // "migrate" / "enqueue --route KEY | --all [--priority P] [--run-at T]"
+  std::string_view summary;  // one line
   // Receives the arguments after the command name. Empty: the command is not built yet.
   std::function<int(std::span<const std::string> args)> run;
 };
@@ -23,7 +24,7 @@ struct Program {
   std::string_view name;     // "mailsync"
   std::string_view summary;  // one line under the usage line
   std::vector<Command> commands;
-  std::string_view footer;   // environment and exit codes
+  std::string_view footer;  // environment and exit codes
 };
 
 // Usage text: synopsis, commands (unbuilt ones marked), footer.

@@ -95,7 +95,8 @@ struct HttpClient::Impl {
     curl_easy_setopt(handle, CURLOPT_HTTPHEADER, nullptr);
     if (code != CURLE_OK) {
       const std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
-      throw HttpError("HTTP request to " + origin_of(url) + " failed: " + detail, is_retryable(code));
+      throw HttpError("HTTP request to " + origin_of(url) + " failed: " + detail,
+                      is_retryable(code));
     }
     curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response.status);
     return response;

@@ -52,7 +52,8 @@ bool poll_fd(int fd, short events, int timeout_ms) {
     const int ready = ::poll(&entry, 1, timeout_ms);
     if (ready > 0) return true;
     if (ready == 0) return false;
-    if (errno != EINTR) throw TransportError(TransportErrorKind::kIo, std::string("poll: ") + std::strerror(errno));
+    if (errno != EINTR)
+      throw TransportError(TransportErrorKind::kIo, std::string("poll: ") + std::strerror(errno));
   }
 }
 
@@ -74,15 +75,18 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* addresses = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses); rc != 0)
-    throw TransportError(TransportErrorKind::kResolve, "cannot resolve " + host + ": " + gai_strerror(rc));
+  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses);
+      rc != 0)
+    throw TransportError(TransportErrorKind::kResolve,
+                         "cannot resolve " + host + ": " + gai_strerror(rc));
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(addresses, &freeaddrinfo);
 
   const auto deadline = Clock::now() + timeout;
   std::string failures;
   bool timed_out = false;
   for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    const int fd =
+        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
     Socket candidate(fd, peer);
     int error = 0;
@@ -104,9 +108,11 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
       return candidate;
     }
     char name[INET6_ADDRSTRLEN] = "?";
-    const void* raw = a->ai_family == AF_INET
-                          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr)
-                          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    const void* raw =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(
+                  &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
     ::inet_ntop(a->ai_family, raw, name, sizeof name);
     if (!failures.empty()) failures += ", ";
     failures += std::string(name) + ": " + std::strerror(error);
@@ -116,7 +122,9 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
                        "cannot connect to " + peer + " (" + failures + ")");
 }
 
-Socket::Socket(Socket&& other) noexcept : fd_(other.fd_), peer_(std::move(other.peer_)) { other.fd_ = -1; }
+Socket::Socket(Socket&& other) noexcept : fd_(other.fd_), peer_(std::move(other.peer_)) {
+  other.fd_ = -1;
+}
 
 Socket& Socket::operator=(Socket&& other) noexcept {
   if (this != &other) {
@@ -168,7 +176,8 @@ std::unique_ptr<TlsStream> TlsStream::upgrade(Socket socket, const std::string& 
 void TlsStream::handshake(const std::string& host) {
   ERR_clear_error();
   SSL_CTX* context = ssl_->context = SSL_CTX_new(TLS_client_method());
-  if (context == nullptr) throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
+  if (context == nullptr)
+    throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
   SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
   SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (options_.verify) {
@@ -204,13 +213,14 @@ void TlsStream::handshake(const std::string& host) {
     }
     if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK)
       throw TransportError(TransportErrorKind::kCertificate,
-                           "certificate of " + peer() + " rejected: " +
-                               X509_verify_cert_error_string(verify) +
+                           "certificate of " + peer() +
+                               " rejected: " + X509_verify_cert_error_string(verify) +
                                " (trust a private CA with MAILSYNC_TLS_CA_FILE)");
     if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-      throw TransportError(TransportErrorKind::kClosed, "TLS handshake with " + peer() +
-                                                            ": connection closed by the server");
-    throw TransportError(TransportErrorKind::kTls, "TLS handshake with " + peer() + " failed: " + openssl_errors());
+      throw TransportError(TransportErrorKind::kClosed,
+                           "TLS handshake with " + peer() + ": connection closed by the server");
+    throw TransportError(TransportErrorKind::kTls,
+                         "TLS handshake with " + peer() + " failed: " + openssl_errors());
   }
 }
 
@@ -236,8 +246,10 @@ size_t TlsStream::read_some(char* buffer, size_t capacity) {
     if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ||
         (error == SSL_ERROR_SSL &&
          ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
-      throw TransportError(TransportErrorKind::kClosed, "connection to " + peer() + " closed by the server");
-    throw TransportError(TransportErrorKind::kIo, "read from " + peer() + " failed: " + openssl_errors());
+      throw TransportError(TransportErrorKind::kClosed,
+                           "connection to " + peer() + " closed by the server");
+    throw TransportError(TransportErrorKind::kIo,
+                         "read from " + peer() + " failed: " + openssl_errors());
   }
 }
 
@@ -256,11 +268,15 @@ void TlsStream::write_all(std::string_view bytes) {
       continue;
     }
     if (error == SSL_ERROR_SYSCALL && (errno == EPIPE || errno == ECONNRESET))
-      throw TransportError(TransportErrorKind::kClosed, "connection to " + peer() + " closed by the server");
-    throw TransportError(TransportErrorKind::kIo, "write to " + peer() + " failed: " + openssl_errors());
+      throw TransportError(TransportErrorKind::kClosed,
+                           "connection to " + peer() + " closed by the server");
+    throw TransportError(TransportErrorKind::kIo,
+                         "write to " + peer() + " failed: " + openssl_errors());
   }
 }
 
-std::string_view TlsStream::protocol() const { return SSL_get_version(ssl_->ssl); }
+std::string_view TlsStream::protocol() const {
+  return SSL_get_version(ssl_->ssl);
+}
 
 }  // namespace mailsync::net

@@ -6,10 +6,11 @@ namespace mailsync::postgres {
 
 bool is_unavailable_sqlstate(std::string_view sqlstate) {
   if (sqlstate.size() != 5) return false;
-  return sqlstate.starts_with("08") ||                                       // connection exception
-         sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" ||  // shutdown, starting up
-         sqlstate.starts_with("53") ||                                       // insufficient resources
-         sqlstate.starts_with("58");                                         // system error (I/O)
+  return sqlstate.starts_with("08") ||  // connection exception
+         sqlstate == "57P01" || sqlstate == "57P02" ||
+         sqlstate == "57P03" ||         // shutdown, starting up
+         sqlstate.starts_with("53") ||  // insufficient resources
+         sqlstate.starts_with("58");    // system error (I/O)
 }
 
 namespace {

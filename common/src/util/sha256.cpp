@@ -44,7 +44,9 @@ Sha256::Digest Sha256::of(std::string_view bytes) {
   return hash.finish();
 }
 
-std::string Sha256::hex_of(std::string_view bytes) { return to_hex(of(bytes)); }
+std::string Sha256::hex_of(std::string_view bytes) {
+  return to_hex(of(bytes));
+}
 
 std::string to_hex(const Sha256::Digest& digest) {
   return to_hex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));

@@ -49,7 +49,8 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   HttpResponse post_form(const std::string& url, const FormFields& fields);
-  HttpResponse post(const std::string& url, const std::string& content_type, const std::string& body);
+  HttpResponse post(const std::string& url, const std::string& content_type,
+                    const std::string& body);
   HttpResponse get(const std::string& url);
 
  private:
