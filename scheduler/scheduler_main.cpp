@@ -6,9 +6,14 @@
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/cli.hpp"
+#include "mailsync/config/routes.hpp"
 #include "mailsync/exit_codes.hpp"
+#include "mailsync/log.hpp"
+#include "mailsync/postgres/errors.hpp"
+#include "scheduler.hpp"
 
 namespace po = boost::program_options;
+using namespace mailsync;
 
 int main(int argc, char** argv) {
   po::options_description options(
@@ -17,27 +22,80 @@ int main(int argc, char** argv) {
       "route_sync job per enabled, unpaused route every SYNC_INTERVAL_SECONDS (default 300) "
       "unless\n"
       "one is already queued or running; rescues jobs whose lease expired and prunes old finished\n"
-      "jobs. Several replicas may run at once.\n\nOptions");
+      "jobs. Several replicas may run at once: each route is enqueued at most once per "
+      "interval.\n\n"
+      "Options");
   options.add_options()("help,h", "show this help")("version", "print the version")(
-      "once", "run one cycle and exit")("metrics-port", po::value<unsigned>(),
-                                        "serve Prometheus metrics and /healthz on this port");
+      "once", "run one cycle now (even if one ran within the interval) and exit")(
+      "tick-seconds", po::value<int>()->default_value(10),
+      "how often to check for a due cycle and run maintenance")(
+      "retention-hours", po::value<int>()->default_value(24),
+      "keep succeeded and cancelled jobs this long")(
+      "dead-retention-days", po::value<int>()->default_value(30),
+      "keep dead jobs and attempt history this long")(
+      "metrics-port", po::value<unsigned>(), "serve Prometheus metrics and /healthz on this port");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     std::cerr << "mailsync-scheduler: " << e.what() << "\n";
-    return mailsync::exit_code::kUsage;
+    return exit_code::kUsage;
   }
   if (vm.count("help")) {
     std::cout << options
               << "\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, "
                  "4 database unavailable.\n";
-    return mailsync::exit_code::kOk;
+    return exit_code::kOk;
   }
   if (vm.count("version")) {
-    std::cout << mailsync::version_line() << "\n";
-    return mailsync::exit_code::kOk;
+    std::cout << version_line() << "\n";
+    return exit_code::kOk;
   }
-  return mailsync::cli::not_built("mailsync-scheduler", "the scheduler loop");
+  if (vm.count("metrics-port")) return cli::not_built("mailsync-scheduler", "--metrics-port");
+
+  std::vector<std::string> problems;
+  if (const auto error = init_logging("mailsync-scheduler")) problems.push_back(*error);
+  const cli::IntSetting interval = cli::env_positive_int("SYNC_INTERVAL_SECONDS", 300);
+  if (!interval.error.empty()) problems.push_back(interval.error);
+  const config::RoutesLoad routes = config::load_routes();
+  for (const auto& error : routes.errors) problems.push_back(routes.source + ": " + error);
+
+  scheduler::SchedulerConfig config;
+  config.database_url = cli::env("MAILSYNC_DATABASE_URL").value_or("");
+  config.interval = std::chrono::seconds(interval.value);
+  config.tick = std::chrono::seconds(vm["tick-seconds"].as<int>());
+  config.retention = std::chrono::hours(vm["retention-hours"].as<int>());
+  config.dead_retention = std::chrono::hours(24 * vm["dead-retention-days"].as<int>());
+  if (const std::string problem = config.validate(); !problem.empty()) problems.push_back(problem);
+  if (!problems.empty()) {
+    for (const auto& problem : problems) std::cerr << "mailsync-scheduler: " << problem << "\n";
+    return exit_code::kUsage;
+  }
+
+  try {
+    scheduler::Scheduler scheduler(config, routes.routes);
+    if (vm.count("once")) {
+      const scheduler::CycleReport report = scheduler.run_once(/*force=*/true);
+      std::cout << "routes: " << routes.routes.size() << " configured (" << report.routes.changed
+                << " added or changed, " << report.routes.disabled << " disabled)\n"
+                << "enqueued: " << report.enqueued.value_or(0) << " route_sync jobs\n"
+                << "rescued: " << report.rescued.made_available.size()
+                << " (dead: " << report.rescued.made_dead.size()
+                << ")\npruned: " << report.pruned.jobs << " jobs, " << report.pruned.attempts
+                << " attempt records\n";
+      return exit_code::kOk;
+    }
+    cli::on_stop_signals([](void* s) { static_cast<scheduler::Scheduler*>(s)->stop(); },
+                         &scheduler);
+    scheduler.run();
+    return exit_code::kOk;
+  } catch (const postgres::DatabaseUnavailable& e) {
+    std::cerr << "mailsync-scheduler: database unavailable: " << e.what() << "\n";
+    return exit_code::kDatabaseUnavailable;
+  } catch (const postgres::DatabaseError& e) {
+    std::cerr << "mailsync-scheduler: database error (SQLSTATE " << e.sqlstate()
+              << "): " << e.what() << "\n";
+    return exit_code::kFailure;
+  }
 }

@@ -1,5 +1,7 @@
 #include "mailsync/cli.hpp"
 
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -58,6 +60,35 @@ std::optional<std::string> env(const char* name) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return std::nullopt;
   return std::string(value);
+}
+
+IntSetting env_positive_int(const char* name, long fallback) {
+  const auto text = env(name);
+  if (!text) return {fallback, {}};
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(text->c_str(), &end, 10);
+  if (errno != 0 || end == text->c_str() || *end != '\0' || value <= 0)
+    return {fallback, std::string(name) + "=" + *text + " is not a positive integer"};
+  return {value, {}};
+}
+
+namespace {
+void (*g_stop)(void*) = nullptr;
+void* g_stop_arg = nullptr;
+extern "C" void handle_stop_signal(int) {
+  if (g_stop != nullptr) g_stop(g_stop_arg);
+}
+}  // namespace
+
+void on_stop_signals(void (*stop)(void*), void* arg) {
+  g_stop = stop;
+  g_stop_arg = arg;
+  struct sigaction action {};
+  action.sa_handler = handle_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 }
 
 }  // namespace mailsync::cli

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,6 +105,10 @@ ChildProcess::~ChildProcess() {
   if (pid_ > 0) wait();
   ::unlink(out_path_.c_str());
   ::unlink(err_path_.c_str());
+}
+
+void ChildProcess::signal(int signal_number) const {
+  if (pid_ > 0) ::kill(pid_, signal_number);
 }
 
 ProcessResult ChildProcess::wait() {

@@ -27,6 +27,8 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
   ProcessResult wait();
+  void signal(int signal_number) const;
+  int pid() const { return pid_; }
 
  private:
   int pid_ = -1;

@@ -50,6 +50,17 @@ std::string TestDatabase::query_value(const std::string& sql) const {
   return result[0][0].c_str();
 }
 
+std::string TestDatabase::query_lines(const std::string& sql) const {
+  pqxx::connection connection(url_);
+  pqxx::nontransaction work(connection);
+  std::string out;
+  for (const auto& row : work.exec(sql)) {
+    if (!out.empty()) out += "\n";
+    out += row[0].is_null() ? "" : row[0].c_str();
+  }
+  return out;
+}
+
 void TestDatabase::execute(const std::string& sql) const {
   pqxx::connection connection(url_);
   pqxx::nontransaction(connection).exec(sql);

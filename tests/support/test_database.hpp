@@ -18,6 +18,8 @@ class TestDatabase {
 
   // First column of the first row of `sql`, as text ("" for NULL or no rows).
   std::string query_value(const std::string& sql) const;
+  // First column of every row, joined by newlines (EXPLAIN output, id lists).
+  std::string query_lines(const std::string& sql) const;
   void execute(const std::string& sql) const;
 
  private:

@@ -56,10 +56,26 @@ TEST(WorkerCli, HelpDescribesTheWorkerOptions) {
     EXPECT_NE(result.out.find(option), std::string::npos) << option;
 }
 
-TEST(WorkerCli, RunningBeforeThePoolExistsExitsTwo) {
-  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER});
+TEST(WorkerCli, WithoutDatabaseUrlIsAConfigurationError) {
+  const auto result =
+      run_process({MAILSYNC_TEST_BIN_WORKER}, {{"MAILSYNC_DATABASE_URL", std::nullopt}});
   EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.err.find("not built yet"), std::string::npos);
+  EXPECT_NE(result.err.find("MAILSYNC_DATABASE_URL is not set"), std::string::npos) << result.err;
+}
+
+TEST(WorkerCli, UnreachableDatabaseExitsFour) {
+  const auto result =
+      run_process({MAILSYNC_TEST_BIN_WORKER, "--drain"},
+                  {{"MAILSYNC_DATABASE_URL", "postgresql://u:Pw0rd1x@127.0.0.1:1/db"}});
+  EXPECT_EQ(result.exit_code, 4);
+  EXPECT_NE(result.err.find("database unavailable"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("Pw0rd1x"), std::string::npos) << result.err;
+}
+
+TEST(WorkerCli, MetricsPortIsNotBuiltYet) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--metrics-port", "9100"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("not built yet"), std::string::npos) << result.err;
 }
 
 TEST(WorkerCli, AnUnknownOptionIsAUsageError) {
@@ -75,8 +91,49 @@ TEST(SchedulerCli, HelpDescribesTheSchedulerOptions) {
   EXPECT_NE(result.out.find("SYNC_INTERVAL_SECONDS"), std::string::npos);
 }
 
-TEST(SchedulerCli, RunningBeforeTheLoopExistsExitsTwo) {
-  EXPECT_EQ(run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}).exit_code, 2);
+TEST(SchedulerCli, NamesEveryConfigurationProblemAndExitsTwo) {
+  const auto result =
+      run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"},
+                  {{"MAILSYNC_DATABASE_URL", "postgresql://127.0.0.1:1/x"},
+                   {"SYNC_INTERVAL_SECONDS", "soon"},
+                   {"SYNC_ROUTES_JSON",
+                    R"([{"gmail_email": "not-an-address", "outlook_target_folder": "A"}, 7])"},
+                   {"OUTLOOK_EMAIL", "me@outlook.test"}});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("SYNC_INTERVAL_SECONDS=soon is not a positive integer"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find(
+                "route 1 (not-an-address): gmail_email 'not-an-address' is not an email address"),
+            std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("route 2: not a JSON object"), std::string::npos) << result.err;
+}
+
+TEST(SchedulerCli, NoRoutesConfiguredIsAConfigurationError) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"},
+                                  {{"MAILSYNC_DATABASE_URL", "postgresql://127.0.0.1:1/x"},
+                                   {"SYNC_ROUTES_JSON", std::nullopt},
+                                   {"SYNC_ROUTES_FILE", std::nullopt},
+                                   {"GMAIL_EMAIL", std::nullopt}});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("no routes configured"), std::string::npos) << result.err;
+}
+
+TEST(MailsyncCli, DeadRetryNeedsIdsOrAll) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "dead", "retry"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("give job ids or --all"), std::string::npos) << result.err;
+}
+
+TEST(MailsyncCli, EnqueueNeedsExactlyOneTarget) {
+  EXPECT_EQ(run_process({MAILSYNC_TEST_BIN_MAILSYNC, "enqueue"}).exit_code, 2);
+  EXPECT_EQ(run_process({MAILSYNC_TEST_BIN_MAILSYNC, "enqueue", "--all", "--route", "x"}).exit_code,
+            2);
+  const auto bad_time =
+      run_process({MAILSYNC_TEST_BIN_MAILSYNC, "enqueue", "--all", "--run-at", "tomorrow"});
+  EXPECT_EQ(bad_time.exit_code, 2);
+  EXPECT_NE(bad_time.err.find("--run-at 'tomorrow'"), std::string::npos) << bad_time.err;
 }
 
 }  // namespace

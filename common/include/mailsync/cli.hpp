@@ -41,4 +41,14 @@ int not_built(std::string_view program, std::string_view what);
 // The variable's value when set and not empty.
 std::optional<std::string> env(const char* name);
 
+// A positive integer variable: its value, `fallback` when unset, or an error message naming it.
+struct IntSetting {
+  long value = 0;
+  std::string error;
+};
+IntSetting env_positive_int(const char* name, long fallback);
+
+// Calls `stop(arg)` from the SIGTERM and SIGINT handlers; `stop` must be async-signal-safe.
+void on_stop_signals(void (*stop)(void*), void* arg);
+
 }  // namespace mailsync::cli

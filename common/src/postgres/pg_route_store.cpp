@@ -1,0 +1,162 @@
+// The PostgreSQL RouteStore: runs the named statements of route_queries.hpp on one connection.
+
+#include "mailsync/queue/route_store.hpp"
+#include "postgres/connection.hpp"
+#include "postgres/params.hpp"
+#include "postgres/pg_arrays.hpp"
+#include "postgres/route_queries.hpp"
+
+namespace mailsync::queue {
+
+namespace {
+
+namespace q = postgres::queries;
+using postgres::detail::NullableParam;
+using postgres::detail::TextArray;
+
+// NULL for "all", else the ids as an array literal.
+NullableParam id_array(std::span<const int64_t> ids) {
+  return ids.empty() ? NullableParam() : NullableParam(postgres::detail::int_array(ids));
+}
+
+std::vector<int64_t> ids_of(const pqxx::result& result) {
+  std::vector<int64_t> ids;
+  for (const auto& row : result) ids.push_back(row[0].as<int64_t>());
+  return ids;
+}
+
+class PgRouteStore final : public RouteStore {
+ private:
+  template <typename Fn>
+  decltype(auto) run(Fn&& body) {
+    return postgres::detail::translate_errors(url_, std::forward<Fn>(body));
+  }
+
+ public:
+  PgRouteStore(std::string url, const std::string& application_name)
+      : url_(std::move(url)),
+        connection_(postgres::detail::open_connection(url_, application_name)) {
+    run([&] {
+      for (const auto& query : q::kAllRouteQueries) connection_->prepare(query.name, query.sql);
+    });
+  }
+
+  RouteUpsert upsert_routes(std::span<const config::Route> routes) override {
+    TextArray keys, gmail, outlook, folders, enabled;
+    for (const auto& route : routes) {
+      keys.add(route.key());
+      gmail.add(route.gmail_email);
+      outlook.add(route.outlook_email);
+      folders.add(route.target_folder);
+      enabled.add(route.enabled ? "t" : "f");
+    }
+    return run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::row row = work.exec_prepared1(q::kRouteUpsert.name, keys.str(), gmail.str(),
+                                                outlook.str(), folders.str(), enabled.str());
+      work.commit();
+      return RouteUpsert{row[0].as<int>(), row[1].as<int>()};
+    });
+  }
+
+  std::optional<int> run_route_sync_cycle(const std::string& owner,
+                                          std::chrono::milliseconds interval, bool force,
+                                          int max_attempts, std::optional<TimePoint> now) override {
+    const NullableParam now_param = NullableParam::time(now);
+    return run([&]() -> std::optional<int> {
+      pqxx::work work(*connection_);
+      const pqxx::result claimed =
+          work.exec_prepared(q::kCycleClaim.name, "route_sync", owner,
+                             static_cast<int64_t>(interval.count()), now_param.get(), force);
+      if (claimed.empty()) return std::nullopt;  // another replica ran this interval's cycle
+      const pqxx::result enqueued =
+          work.exec_prepared(q::kRouteSyncEnqueue.name, static_cast<const char*>(nullptr), 0,
+                             now_param.get(), max_attempts);
+      work.commit();
+      return static_cast<int>(enqueued.size());
+    });
+  }
+
+  std::vector<int64_t> enqueue_route_syncs(const EnqueueFilter& filter) override {
+    const NullableParam route(filter.route_key);
+    const NullableParam run_at = NullableParam::time(filter.run_at);
+    return run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::result result =
+          work.exec_prepared(q::kRouteSyncEnqueue.name, route.get(), filter.priority, run_at.get(),
+                             filter.max_attempts);
+      work.commit();
+      return ids_of(result);
+    });
+  }
+
+  bool route_exists(const std::string& route_key) override {
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      return !work.exec_prepared(q::kRouteExists.name, route_key).empty();
+    });
+  }
+
+  bool set_paused(const std::string& route_key, bool paused) override {
+    return run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::row row = work.exec_prepared1(q::kRoutePause.name, route_key, paused);
+      work.commit();
+      return row[0].as<int>() == 1;
+    });
+  }
+
+  nlohmann::json route_status() override { return json_of(q::kRouteStatus.name); }
+  nlohmann::json queue_summary() override { return json_of(q::kQueueSummary.name); }
+
+  nlohmann::json list_jobs(const JobsFilter& filter) override {
+    const NullableParam state(filter.state), kind(filter.kind), route(filter.route_key);
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      const pqxx::row row = work.exec_prepared1(q::kJobsList.name, state.get(), kind.get(),
+                                                route.get(), filter.limit);
+      return nlohmann::json::parse(row[0].as<std::string>());
+    });
+  }
+
+  std::vector<int64_t> retry_dead(std::span<const int64_t> ids, int extra_attempts) override {
+    const NullableParam id_param = id_array(ids);
+    return run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::result result =
+          work.exec_prepared(q::kDeadRetry.name, id_param.get(), extra_attempts);
+      work.commit();
+      return ids_of(result);
+    });
+  }
+
+  std::vector<int64_t> discard_dead(std::span<const int64_t> ids) override {
+    const NullableParam id_param = id_array(ids);
+    return run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::result result = work.exec_prepared(q::kDeadDiscard.name, id_param.get());
+      work.commit();
+      return ids_of(result);
+    });
+  }
+
+ private:
+  nlohmann::json json_of(const char* statement) {
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      return nlohmann::json::parse(work.exec_prepared1(statement)[0].as<std::string>());
+    });
+  }
+
+  std::string url_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
+
+}  // namespace
+
+std::unique_ptr<RouteStore> make_pg_route_store(const std::string& database_url,
+                                                const std::string& application_name) {
+  return std::make_unique<PgRouteStore>(database_url, application_name);
+}
+
+}  // namespace mailsync::queue

@@ -1,0 +1,178 @@
+#pragma once
+
+// Every statement of the job queue, named (the name is also the prepared statement's). Time
+// parameters are microseconds since the epoch or NULL for the database's now(), so tests can move
+// time without sleeping. Arrays are passed as array literals (libpqxx 6.4 has no array
+// parameters) and unnested, so a batch of any size is one statement and one round trip.
+
+namespace mailsync::postgres::queries {
+
+struct Query {
+  const char* name;
+  const char* sql;
+};
+
+#define MAILSYNC_NOW(n) \
+  "coalesce('epoch'::timestamptz + $" #n "::bigint * interval '1 microsecond', now())"
+
+// Ids come back in insert order: identity values are assigned in the order of the ordered SELECT.
+inline constexpr Query kJobEnqueue{"job_enqueue", R"sql(
+INSERT INTO mailsync.jobs (kind, route_key, args, priority, run_at, max_attempts)
+SELECT n.kind, n.route_key, n.args::jsonb, n.priority,
+       coalesce('epoch'::timestamptz + n.run_at_us * interval '1 microsecond', now()), n.max_attempts
+FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::integer[])
+       WITH ORDINALITY AS n(kind, route_key, args, priority, run_at_us, max_attempts, ord)
+ORDER BY n.ord
+ON CONFLICT (route_key) WHERE kind = 'route_sync' AND state IN ('available', 'running') DO NOTHING
+RETURNING id
+)sql"};
+
+// One statement: pick due jobs through jobs_claim_idx (priority, run_at, id) WHERE state =
+// 'available', skipping rows other workers hold, and lease them.
+inline constexpr Query kJobClaim{"job_claim", R"sql(
+WITH clock AS (SELECT )sql" MAILSYNC_NOW(3) R"sql( AS now),
+due AS (
+  SELECT j.id
+  FROM mailsync.jobs j, clock
+  WHERE j.state = 'available' AND j.run_at <= clock.now AND j.kind = ANY($5::text[])
+  ORDER BY j.priority, j.run_at, j.id
+  LIMIT $2
+  FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE mailsync.jobs j
+SET state = 'running', attempt = j.attempt + 1, lease_owner = $1,
+    lease_expires_at = clock.now + $4::bigint * interval '1 millisecond', attempted_at = clock.now
+FROM due, clock
+WHERE j.id = due.id
+RETURNING j.id, j.kind, j.route_key, j.args::text, j.priority, j.attempt, j.max_attempts,
+          (extract(epoch FROM j.run_at) * 1000000)::bigint,
+          (extract(epoch FROM j.created_at) * 1000000)::bigint
+)sql"};
+
+// Finishes a batch of attempts held by $13. failed -> available at the backoff time, or dead when
+// the attempt was the last; retry -> available at the chosen time with max_attempts + 1 so that
+// waiting does not use up attempts; succeeded / cancelled / dead -> final. Attempts flagged for
+// history get a job_attempts row in the same statement.
+inline constexpr Query kJobFinish{"job_finish", R"sql(
+WITH clock AS (SELECT )sql" MAILSYNC_NOW(12) R"sql( AS now),
+input AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::text[],
+                       $7::integer[], $8::integer[], $9::integer[], $10::integer[], $11::bigint[])
+           AS f(id, outcome, error, run_at_us, record, run_id, fetched, appended, skipped, failed, bytes)
+),
+decided AS (
+  SELECT f.*, j.attempt, j.max_attempts,
+         CASE WHEN f.outcome IN ('succeeded', 'cancelled', 'dead') THEN f.outcome
+              WHEN f.outcome = 'retry' THEN 'available'
+              WHEN j.attempt >= j.max_attempts THEN 'dead'
+              ELSE 'available' END AS new_state
+  FROM input f JOIN mailsync.jobs j ON j.id = f.id
+  WHERE j.state = 'running' AND j.lease_owner = $13
+),
+updated AS (
+  UPDATE mailsync.jobs j
+  SET state = d.new_state::mailsync.job_state,
+      run_at = CASE WHEN d.new_state = 'available'
+                    THEN coalesce('epoch'::timestamptz + d.run_at_us * interval '1 microsecond', clock.now)
+                    ELSE j.run_at END,
+      max_attempts = CASE WHEN d.outcome = 'retry' THEN j.max_attempts + 1 ELSE j.max_attempts END,
+      finished_at = CASE WHEN d.new_state = 'available' THEN NULL ELSE clock.now END,
+      last_error = CASE WHEN d.outcome = 'succeeded' THEN NULL ELSE d.error END,
+      lease_owner = NULL, lease_expires_at = NULL
+  FROM decided d, clock
+  WHERE j.id = d.id
+  RETURNING j.id, j.state, j.kind, j.route_key, j.attempt, j.attempted_at, j.finished_at, clock.now AS now,
+            d.outcome, d.error, d.record, d.run_id, d.fetched, d.appended, d.skipped, d.failed, d.bytes
+),
+history AS (
+  INSERT INTO mailsync.job_attempts (job_id, attempt, kind, route_key, worker, run_id, started_at,
+                                     finished_at, outcome, error, fetched, appended, skipped, failed, bytes)
+  SELECT u.id, u.attempt, u.kind, u.route_key, $13, u.run_id, u.attempted_at, u.now,
+         CASE WHEN u.outcome = 'failed' AND u.state = 'dead' THEN 'dead' ELSE u.outcome END,
+         u.error, u.fetched, u.appended, u.skipped, u.failed, u.bytes
+  FROM updated u
+  WHERE u.record
+  ON CONFLICT (job_id, attempt) DO NOTHING
+)
+SELECT id, state::text FROM updated
+)sql"};
+
+inline constexpr Query kJobHeartbeat{"job_heartbeat", R"sql(
+UPDATE mailsync.jobs
+SET lease_expires_at = )sql" MAILSYNC_NOW(4) R"sql( + $3::bigint * interval '1 millisecond'
+WHERE id = ANY($1::bigint[]) AND state = 'running' AND lease_owner = $2
+RETURNING id
+)sql"};
+
+// Graceful shutdown: the attempt did not happen as far as the count goes.
+inline constexpr Query kJobRelease{"job_release", R"sql(
+UPDATE mailsync.jobs
+SET state = 'available', run_at = )sql" MAILSYNC_NOW(3) R"sql(, max_attempts = max_attempts + 1,
+    lease_owner = NULL, lease_expires_at = NULL, last_error = 'released by ' || $2 || ' at shutdown'
+WHERE id = ANY($1::bigint[]) AND state = 'running' AND lease_owner = $2
+)sql"};
+
+// Expired leases: the worker died or lost its host. The job is due again at once (its lease
+// already cost it the lease duration), or dead when that was its last attempt.
+inline constexpr Query kJobRescue{"job_rescue", R"sql(
+WITH clock AS (SELECT )sql" MAILSYNC_NOW(2) R"sql( AS now),
+expired AS (
+  SELECT j.id, j.lease_owner
+  FROM mailsync.jobs j, clock
+  WHERE j.state = 'running' AND j.lease_expires_at < clock.now
+  ORDER BY j.lease_expires_at
+  LIMIT $1
+  FOR UPDATE OF j SKIP LOCKED
+),
+rescued AS (
+  UPDATE mailsync.jobs j
+  SET state = (CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'available' END)::mailsync.job_state,
+      finished_at = CASE WHEN j.attempt >= j.max_attempts THEN clock.now END,
+      run_at = clock.now,
+      last_error = 'lease expired: worker ' || e.lease_owner || ' stopped heartbeating',
+      lease_owner = NULL, lease_expires_at = NULL
+  FROM expired e, clock
+  WHERE j.id = e.id
+  RETURNING j.id, j.state, j.kind, j.route_key, j.attempt, j.attempted_at, j.last_error, e.lease_owner,
+            clock.now AS now
+),
+history AS (
+  INSERT INTO mailsync.job_attempts (job_id, attempt, kind, route_key, worker, started_at, finished_at,
+                                     outcome, error)
+  SELECT r.id, r.attempt, r.kind, r.route_key, r.lease_owner, coalesce(r.attempted_at, r.now), r.now,
+         'rescued', r.last_error
+  FROM rescued r
+  ON CONFLICT (job_id, attempt) DO NOTHING
+)
+SELECT id, state::text FROM rescued
+)sql"};
+
+// Succeeded and cancelled jobs after $1 seconds, dead ones after $2 (operators read those), attempt
+// history after $2. At most $3 rows each, oldest first, so one call never holds locks for long.
+inline constexpr Query kJobPrune{"job_prune", R"sql(
+WITH clock AS (SELECT )sql" MAILSYNC_NOW(4) R"sql( AS now),
+old_jobs AS (
+  SELECT j.id FROM mailsync.jobs j, clock
+  WHERE (j.state IN ('succeeded', 'cancelled') AND j.finished_at < clock.now - $1::bigint * interval '1 second')
+     OR (j.state = 'dead' AND j.finished_at < clock.now - $2::bigint * interval '1 second')
+  LIMIT $3
+),
+deleted_jobs AS (DELETE FROM mailsync.jobs j USING old_jobs o WHERE j.id = o.id RETURNING 1),
+old_attempts AS (
+  SELECT a.job_id, a.attempt FROM mailsync.job_attempts a, clock
+  WHERE a.finished_at < clock.now - $2::bigint * interval '1 second'
+  LIMIT $3
+),
+deleted_attempts AS (
+  DELETE FROM mailsync.job_attempts a USING old_attempts o
+  WHERE a.job_id = o.job_id AND a.attempt = o.attempt RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted_jobs), (SELECT count(*) FROM deleted_attempts)
+)sql"};
+
+#undef MAILSYNC_NOW
+
+inline constexpr Query kAll[] = {kJobEnqueue, kJobClaim,  kJobFinish, kJobHeartbeat,
+                                 kJobRelease, kJobRescue, kJobPrune};
+
+}  // namespace mailsync::postgres::queries

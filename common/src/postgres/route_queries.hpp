@@ -1,0 +1,118 @@
+#pragma once
+
+// Statements about routes and route_sync jobs (the scheduler's and the admin command's).
+// Conventions as in queue_queries.hpp.
+
+#include "postgres/queue_queries.hpp"
+
+namespace mailsync::postgres::queries {
+
+#define MAILSYNC_NOW(n) \
+  "coalesce('epoch'::timestamptz + $" #n "::bigint * interval '1 microsecond', now())"
+
+inline constexpr Query kRouteUpsert{"route_upsert", R"sql(
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
+           AS r(route_key, gmail_email, outlook_email, target_folder, enabled)
+),
+changed AS (
+  INSERT INTO mailsync.routes AS r (route_key, gmail_email, outlook_email, target_folder, enabled)
+  SELECT route_key, gmail_email, outlook_email, target_folder, enabled FROM input
+  ON CONFLICT (route_key) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
+    WHERE r.enabled IS DISTINCT FROM EXCLUDED.enabled
+  RETURNING 1
+),
+disabled AS (
+  UPDATE mailsync.routes SET enabled = false, updated_at = now()
+  WHERE enabled AND route_key NOT IN (SELECT route_key FROM input)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM disabled)
+)sql"};
+
+// The row lock on periodic_cycles serialises racing replicas: the loser re-checks the condition
+// against the winner's committed last_cycle_at and updates nothing.
+inline constexpr Query kCycleClaim{"cycle_claim", R"sql(
+INSERT INTO mailsync.periodic_cycles AS c (name, last_cycle_at, owner)
+VALUES ($1, )sql" MAILSYNC_NOW(4) R"sql(, $2)
+ON CONFLICT (name) DO UPDATE SET last_cycle_at = EXCLUDED.last_cycle_at, owner = EXCLUDED.owner
+  WHERE $5 OR c.last_cycle_at <= EXCLUDED.last_cycle_at - $3::bigint * interval '1 millisecond'
+RETURNING 1
+)sql"};
+
+// Every enabled, unpaused route without auth trouble, or one route; routes with a queued or
+// running route_sync are skipped by the partial unique index.
+inline constexpr Query kRouteSyncEnqueue{"route_sync_enqueue", R"sql(
+INSERT INTO mailsync.jobs (kind, route_key, priority, run_at, max_attempts)
+SELECT 'route_sync', r.route_key, $2, )sql" MAILSYNC_NOW(3) R"sql(, $4
+FROM mailsync.routes r
+WHERE CASE WHEN $1::text IS NULL THEN r.enabled AND NOT r.paused AND r.auth_state = 'ok'
+           ELSE r.route_key = $1 END
+ORDER BY r.route_key
+ON CONFLICT (route_key) WHERE kind = 'route_sync' AND state IN ('available', 'running') DO NOTHING
+RETURNING id
+)sql"};
+
+inline constexpr Query kRouteExists{"route_exists",
+                                    "SELECT 1 FROM mailsync.routes WHERE route_key = $1"};
+
+inline constexpr Query kRoutePause{"route_pause", R"sql(
+WITH route AS (
+  UPDATE mailsync.routes SET paused = $2, updated_at = now() WHERE route_key = $1 RETURNING route_key
+),
+cancelled AS (
+  UPDATE mailsync.jobs j SET state = 'cancelled', finished_at = now(), last_error = 'route paused'
+  FROM route
+  WHERE $2 AND j.route_key = route.route_key AND j.kind = 'route_sync' AND j.state = 'available'
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM route), (SELECT count(*) FROM cancelled)
+)sql"};
+
+inline constexpr Query kRouteStatus{"route_status", R"sql(
+SELECT coalesce(json_agg(row_to_json(s) ORDER BY s.route_key), '[]')::text FROM mailsync.route_status s
+)sql"};
+
+inline constexpr Query kQueueSummary{"queue_summary", R"sql(
+SELECT json_build_object(
+  'by_state', (SELECT coalesce(json_object_agg(state, n), '{}') FROM (
+                 SELECT state::text, count(*) AS n FROM mailsync.jobs GROUP BY state) s),
+  'due_jobs', d.due_jobs,
+  'oldest_due_age_seconds', d.oldest_due_age_seconds)::text
+FROM mailsync.queue_due d
+)sql"};
+
+inline constexpr Query kJobsList{"jobs_list", R"sql(
+SELECT coalesce(json_agg(row_to_json(j)), '[]')::text FROM (
+  SELECT id, kind, route_key, state, priority, attempt, max_attempts, run_at, lease_owner,
+         lease_expires_at, created_at, finished_at, last_error
+  FROM mailsync.jobs
+  WHERE ($1::text IS NULL OR state::text = $1) AND ($2::text IS NULL OR kind = $2)
+    AND ($3::text IS NULL OR route_key = $3)
+  ORDER BY id DESC
+  LIMIT $4
+) j
+)sql"};
+
+inline constexpr Query kDeadRetry{"dead_retry", R"sql(
+UPDATE mailsync.jobs j
+SET state = 'available', run_at = now(), finished_at = NULL, max_attempts = j.attempt + $2
+WHERE j.state = 'dead' AND ($1::bigint[] IS NULL OR j.id = ANY($1::bigint[]))
+  AND NOT (j.kind = 'route_sync' AND EXISTS (
+    SELECT 1 FROM mailsync.jobs o
+    WHERE o.route_key = j.route_key AND o.kind = 'route_sync' AND o.state IN ('available', 'running')))
+RETURNING j.id
+)sql"};
+
+inline constexpr Query kDeadDiscard{"dead_discard", R"sql(
+DELETE FROM mailsync.jobs WHERE state = 'dead' AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+RETURNING id
+)sql"};
+
+#undef MAILSYNC_NOW
+
+inline constexpr Query kAllRouteQueries[] = {
+    kRouteUpsert, kCycleClaim,   kRouteSyncEnqueue, kRouteExists, kRoutePause,
+    kRouteStatus, kQueueSummary, kJobsList,         kDeadRetry,   kDeadDiscard};
+
+}  // namespace mailsync::postgres::queries

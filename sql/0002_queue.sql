@@ -1,0 +1,32 @@
+-- 0002: what the queue needs beyond the tables of 0001.
+-- Forward-only: never edit this file once it has landed.
+
+-- One NOTIFY per inserting statement (not per row) wakes LISTENing workers when it inserts a job
+-- that is due now; jobs due later are found by the workers' poll. Also fires for jobs inserted by
+-- hand with SQL. Notifications are delivered at commit, so a worker never wakes for an
+-- uncommitted job.
+CREATE FUNCTION mailsync.notify_jobs_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM inserted WHERE state = 'available' AND run_at <= now()) THEN
+    PERFORM pg_notify('mailsync_jobs', '');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobs_notify_inserted
+  AFTER INSERT ON mailsync.jobs
+  REFERENCING NEW TABLE AS inserted
+  FOR EACH STATEMENT EXECUTE FUNCTION mailsync.notify_jobs_inserted();
+
+-- Periodic cycles shared by all scheduler replicas. A replica runs the route_sync cycle only when
+-- it moves last_cycle_at forward by at least the interval in one conditional upsert, inside the
+-- same transaction as the enqueue; replicas racing for the same cycle serialise on this row and
+-- all but one find the condition false. So each route is enqueued at most once per interval
+-- however many schedulers run, with no leader to elect and nothing to hand over when one dies.
+CREATE TABLE mailsync.periodic_cycles (
+  name          text        PRIMARY KEY,
+  last_cycle_at timestamptz NOT NULL,
+  owner         text        NOT NULL   -- the scheduler that ran it (host:pid), for operators
+);

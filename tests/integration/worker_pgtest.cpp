@@ -1,0 +1,332 @@
+// The worker pool, the worker and scheduler executables and the admin commands against real
+// PostgreSQL.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <future>
+#include <thread>
+
+#include "mailsync/postgres/migrator.hpp"
+#include "mailsync/queue/job_store.hpp"
+#include "mailsync/queue/route_store.hpp"
+#include "mailsync/queue/worker_pool.hpp"
+#include "scheduler.hpp"
+#include "support/process.hpp"
+#include "support/test_database.hpp"
+#include "support/wait_for.hpp"
+
+namespace {
+
+using namespace mailsync::queue;
+using mailsync::testing::ChildProcess;
+using mailsync::testing::run_process;
+using mailsync::testing::wait_for;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class Worker : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mailsync::postgres::Migrator(db_.url(), mailsync::postgres::embedded_migrations()).run();
+    store_ = make_pg_job_store(db_.url(), "worker test");
+  }
+  std::vector<int64_t> enqueue(int count, const std::string& args = "{}") {
+    return store_->enqueue(std::vector<NewJob>(count, NewJob{kNoopKind, std::nullopt, args}));
+  }
+  WorkerConfig config(int concurrency, bool drain) {
+    WorkerConfig c;
+    c.database_url = db_.url();
+    c.concurrency = concurrency;
+    c.drain = drain;
+    c.poll_interval = milliseconds(200);
+    return c;
+  }
+  static HandlerRegistry noop_only() {
+    HandlerRegistry handlers;
+    handlers.add(kNoopKind, noop_kind());
+    return handlers;
+  }
+  std::string count(const std::string& where) {
+    return db_.query_value("SELECT count(*) FROM mailsync.jobs WHERE " + where);
+  }
+  mailsync::testing::EnvChanges env() {
+    return {{"MAILSYNC_DATABASE_URL", db_.url()}, {"LOG_LEVEL", "warn"}};
+  }
+
+  mailsync::testing::TestDatabase db_;
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_F(Worker, ManyWorkersCompleteEveryJobExactlyOnce) {
+  enqueue(3000);
+  std::vector<std::unique_ptr<WorkerPool>> pools;
+  for (int i = 0; i < 3; ++i)
+    pools.push_back(std::make_unique<WorkerPool>(config(8, true), noop_only()));
+  std::vector<std::thread> threads;
+  for (auto& pool : pools) threads.emplace_back([&pool] { pool->run(); });
+  for (auto& thread : threads) thread.join();
+  int64_t claimed = 0, succeeded = 0;
+  for (const auto& pool : pools) {
+    claimed += pool->counters().claimed;
+    succeeded += pool->counters().succeeded;
+  }
+  EXPECT_EQ(claimed, 3000) << "a job was claimed twice or not at all";
+  EXPECT_EQ(succeeded, 3000);
+  EXPECT_EQ(count("state = 'succeeded' AND attempt = 1"), "3000");
+}
+
+TEST_F(Worker, AThrowingHandlerFailsItsJobNotTheWorker) {
+  const int64_t bad = enqueue(1, R"({"throw": "kaboom"})")[0];
+  enqueue(5);
+  WorkerPool pool(config(2, true), noop_only());
+  pool.run();
+  EXPECT_EQ(pool.counters().failed, 1);
+  EXPECT_EQ(pool.counters().succeeded, 5);
+  EXPECT_EQ(
+      db_.query_value(
+          "SELECT state || ' ' || attempt || ' ' || last_error FROM mailsync.jobs WHERE id = " +
+          std::to_string(bad)),
+      "available 1 handler threw: kaboom");
+}
+
+TEST_F(Worker, FailingJobsAreRetriedWithBackoffAndDeadLetteredAtMaxAttempts) {
+  KindConfig noop = noop_kind();
+  noop.retry.base = milliseconds(1);  // due again almost at once
+  noop.retry.cap = milliseconds(1);
+  noop.retry.jitter = 0;
+  const int64_t id = store_->enqueue(std::vector<NewJob>{
+      {kNoopKind, std::nullopt, R"({"fail": "no luck"})", 0, std::nullopt, /*max_attempts=*/3}})[0];
+  int64_t failed = 0, dead = 0;
+  // A drain stops when the retry is not yet due (1 ms later), so drain until the job settles.
+  for (int pass = 0; pass < 50 && count("state = 'dead'") == "0"; ++pass) {
+    HandlerRegistry handlers;
+    handlers.add(kNoopKind, noop);
+    WorkerPool pool(config(1, true), std::move(handlers));
+    pool.run();
+    failed += pool.counters().failed;
+    dead += pool.counters().dead;
+  }
+  EXPECT_EQ(failed, 2);
+  EXPECT_EQ(dead, 1);
+  EXPECT_EQ(
+      db_.query_value(
+          "SELECT state || ' ' || attempt || ' ' || last_error FROM mailsync.jobs WHERE id = " +
+          std::to_string(id)),
+      "dead 3 no luck");
+}
+
+TEST_F(Worker, DrainReturnsAtOnceWhenOnlyLaterJobsRemain) {
+  store_->enqueue(std::vector<NewJob>{
+      {kNoopKind, std::nullopt, "{}", 0, Clock::now() + std::chrono::hours(1)}});
+  WorkerPool pool(config(2, true), noop_only());
+  pool.run();
+  EXPECT_EQ(pool.counters().claimed, 0);
+}
+
+TEST_F(Worker, ANotificationWakesAnIdleWorkerLongBeforeItsNextPoll) {
+  WorkerConfig c = config(2, false);
+  c.poll_interval = seconds(60);
+  WorkerPool pool(c, noop_only());
+  std::thread runner([&] { pool.run(); });
+  std::this_thread::sleep_for(milliseconds(300));  // let it reach its wait
+  enqueue(1);
+  const bool done = wait_for([&] { return pool.counters().succeeded == 1; }, seconds(10));
+  pool.stop();
+  runner.join();
+  EXPECT_TRUE(done) << "the job waited for the 60 s poll";
+}
+
+TEST_F(Worker, PollOnlyModeFindsJobsWithoutListen) {
+  WorkerConfig c = config(2, false);
+  c.listen = false;
+  c.poll_interval = milliseconds(50);
+  WorkerPool pool(c, noop_only());
+  std::thread runner([&] { pool.run(); });
+  enqueue(3);
+  const bool done = wait_for([&] { return pool.counters().succeeded == 3; });
+  pool.stop();
+  runner.join();
+  EXPECT_TRUE(done);
+}
+
+TEST_F(Worker, KilledWorkersJobsAreRescuedAfterTheLeaseAndCompletedElsewhere) {
+  const auto ids = enqueue(3, R"({"sleep_ms": 600000})");
+  ChildProcess worker({MAILSYNC_TEST_BIN_WORKER, "--concurrency", "3", "--lease-seconds", "60"},
+                      env());
+  ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "3"; }))
+      << "the worker did not claim the jobs";
+  worker.signal(SIGKILL);
+  EXPECT_EQ(worker.wait().exit_code, -1);
+  EXPECT_EQ(count("state = 'running'"), "3")
+      << "a killed worker's jobs stay leased until the lease expires";
+
+  // Time moves past the lease instead of the test sleeping through it.
+  EXPECT_TRUE(store_->rescue_expired(100, Clock::now() + seconds(30)).made_available.empty());
+  EXPECT_EQ(store_->rescue_expired(100, Clock::now() + seconds(61)).made_available.size(), 3u);
+  // Rescue ran at the injected time; bring the jobs back to real time, and let them finish at once.
+  db_.execute("UPDATE mailsync.jobs SET args = '{}', run_at = now()");
+  WorkerPool pool(config(3, true), noop_only());
+  pool.run();
+  EXPECT_EQ(count("state = 'succeeded' AND attempt = 2"), "3");
+  (void)ids;
+}
+
+TEST_F(Worker, SigtermFinishesShortJobsAndGivesLongOnesBack) {
+  const auto short_jobs = enqueue(2, R"({"sleep_ms": 300})");
+  const auto long_jobs = enqueue(2, R"({"sleep_ms": 600000})");
+  ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--concurrency", "4", "--shutdown-timeout-seconds", "2"}, env());
+  ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "4"; }));
+  worker.signal(SIGTERM);
+  const auto result = worker.wait();
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(count("state = 'running'"), "0") << "graceful shutdown left a job running";
+  EXPECT_EQ(count("state = 'succeeded'"), "2");
+  EXPECT_EQ(count("state = 'available' AND attempt = 1 AND max_attempts = 26"), "2")
+      << "long jobs should be given back without using up an attempt";
+}
+
+TEST_F(Worker, WorkerBinaryDrainsTheQueueAndExitsZero) {
+  enqueue(500);
+  const auto result =
+      run_process({MAILSYNC_TEST_BIN_WORKER, "--drain", "--concurrency", "16"}, env());
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(count("state = 'succeeded'"), "500");
+}
+
+// ---- scheduler -------------------------------------------------------------------------------
+
+class Scheduling : public Worker {
+ protected:
+  std::vector<mailsync::config::Route> routes_{
+      {"a@gmail.test", "me@outlook.test", "Gmail/a", true},
+      {"b@gmail.test", "me@outlook.test", "Gmail/b", true},
+      {"c@gmail.test", "me@outlook.test", "Gmail/c", true}};
+  mailsync::scheduler::SchedulerConfig scheduler_config() {
+    mailsync::scheduler::SchedulerConfig c;
+    c.database_url = db_.url();
+    c.interval = seconds(300);
+    return c;
+  }
+  std::string route_syncs() { return count("kind = 'route_sync'"); }
+};
+
+TEST_F(Scheduling, TwoSchedulersEnqueueEachRouteOncePerInterval) {
+  // Six replicas tick at the same moment.
+  std::vector<std::unique_ptr<mailsync::scheduler::Scheduler>> replicas;
+  for (int i = 0; i < 6; ++i)
+    replicas.push_back(
+        std::make_unique<mailsync::scheduler::Scheduler>(scheduler_config(), routes_));
+  const TimePoint start = Clock::now();
+  std::vector<std::future<void>> ticks;
+  for (int i = 0; i < 6; ++i)
+    ticks.push_back(
+        std::async(std::launch::async, [&, i] { replicas[i]->run_once(false, start); }));
+  for (auto& tick : ticks) tick.get();
+  auto& first = *replicas[0];
+  auto& second = *replicas[1];
+  EXPECT_EQ(route_syncs(), "3");
+
+  // The jobs finish quickly; ticks later in the same interval still enqueue nothing.
+  db_.execute("UPDATE mailsync.jobs SET state = 'succeeded', finished_at = now()");
+  EXPECT_EQ(first.run_once(false, start + seconds(120)).enqueued, std::nullopt);
+  EXPECT_EQ(second.run_once(false, start + seconds(299)).enqueued, std::nullopt);
+  EXPECT_EQ(route_syncs(), "3");
+
+  EXPECT_EQ(second.run_once(false, start + seconds(301)).enqueued, 3);
+  EXPECT_EQ(first.run_once(false, start + seconds(302)).enqueued, std::nullopt);
+  EXPECT_EQ(route_syncs(), "6");
+}
+
+TEST_F(Scheduling, ARouteWithAQueuedJobIsNotEnqueuedAgain) {
+  mailsync::scheduler::Scheduler scheduler(scheduler_config(), routes_);
+  const TimePoint start = Clock::now();
+  EXPECT_EQ(scheduler.run_once(false, start).enqueued, 3);
+  EXPECT_EQ(scheduler.run_once(false, start + seconds(301)).enqueued, 0);  // all three still queued
+  EXPECT_EQ(scheduler.run_once(true, start + seconds(302)).enqueued, 0);   // even when forced
+}
+
+TEST_F(Scheduling, PausedAndDisabledRoutesAreNotEnqueued) {
+  auto routes = routes_;
+  routes[2].enabled = false;
+  mailsync::scheduler::Scheduler scheduler(scheduler_config(), routes);
+  scheduler.run_once(false, Clock::now());
+  db_.execute("UPDATE mailsync.jobs SET state = 'succeeded', finished_at = now()");
+  make_pg_route_store(db_.url(), "test")->set_paused(routes_[0].key(), true);
+  EXPECT_EQ(scheduler.run_once(true, Clock::now()).enqueued, 1);
+  EXPECT_EQ(count("kind = 'route_sync' AND state = 'available' AND route_key = '" +
+                  routes_[1].key() + "'"),
+            "1");
+}
+
+TEST_F(Scheduling, RoutesDroppedFromTheConfigurationAreDisabledNotDeleted) {
+  mailsync::scheduler::Scheduler(scheduler_config(), routes_).run_once(true);
+  const auto report =
+      mailsync::scheduler::Scheduler(scheduler_config(), {routes_[0]}).run_once(true);
+  EXPECT_EQ(report.routes.disabled, 2);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.routes WHERE NOT enabled"), "2");
+}
+
+TEST_F(Scheduling, MaintenanceRescuesExpiredLeases) {
+  enqueue(2);
+  store_->claim("gone", 2, seconds(5), std::vector<std::string>{kNoopKind}, std::nullopt);
+  const auto report = mailsync::scheduler::Scheduler(scheduler_config(), routes_)
+                          .run_once(false, Clock::now() + seconds(10));
+  EXPECT_EQ(report.rescued.made_available.size(), 2u);
+}
+
+// ---- admin commands ----------------------------------------------------------------------------
+
+TEST_F(Scheduling, AdminCommandsEnqueuePauseAndReportStatus) {
+  mailsync::scheduler::Scheduler(scheduler_config(), routes_).run_once(true);
+  db_.execute("UPDATE mailsync.jobs SET state = 'succeeded', finished_at = now()");
+  const std::string bin = MAILSYNC_TEST_BIN_MAILSYNC;
+
+  auto enqueue_a = run_process({bin, "enqueue", "--route", "a@gmail.test"}, env());
+  EXPECT_EQ(enqueue_a.exit_code, 0) << enqueue_a.err;
+  EXPECT_NE(enqueue_a.out.find("enqueued job"), std::string::npos) << enqueue_a.out;
+  EXPECT_NE(run_process({bin, "enqueue", "--route", routes_[0].key()}, env())
+                .out.find("already has a queued"),
+            std::string::npos);
+  EXPECT_EQ(run_process({bin, "enqueue", "--route", "nobody@gmail.test"}, env()).exit_code, 2);
+
+  EXPECT_EQ(run_process({bin, "pause", "a@gmail.test"}, env()).exit_code, 0);
+  const auto status = run_process({bin, "status", "--json"}, env());
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const auto json = nlohmann::json::parse(status.out);
+  ASSERT_EQ(json["routes"].size(), 3u);
+  EXPECT_EQ(json["routes"][0]["paused"], true);
+  EXPECT_TRUE(json["routes"][0]["queued_job_id"].is_null()) << "pausing cancels the queued job";
+  EXPECT_EQ(json["queue"]["by_state"]["cancelled"], 1);
+
+  const auto all = run_process({bin, "enqueue", "--all", "--json"}, env());
+  EXPECT_EQ(nlohmann::json::parse(all.out)["enqueued"].size(), 2u) << "the paused route is skipped";
+  EXPECT_EQ(run_process({bin, "resume", "a@gmail.test"}, env()).exit_code, 0);
+  const auto table = run_process({bin, "status"}, env());
+  EXPECT_NE(table.out.find("a@gmail.test"), std::string::npos);
+  EXPECT_NE(table.out.find("queue: available 2"), std::string::npos) << table.out;
+}
+
+TEST_F(Scheduling, AdminCommandsRetryAndDiscardDeadJobs) {
+  const auto ids = enqueue(2);
+  store_->claim("w", 2, seconds(30), std::vector<std::string>{kNoopKind}, std::nullopt);
+  store_->finish(
+      "w",
+      std::vector<Finish>{{ids[0], Outcome::kDead, "broken"}, {ids[1], Outcome::kDead, "broken"}},
+      std::nullopt);
+  const std::string bin = MAILSYNC_TEST_BIN_MAILSYNC;
+  const auto list = run_process({bin, "dead", "list"}, env());
+  EXPECT_NE(list.out.find("broken"), std::string::npos) << list.out;
+  const auto retry =
+      run_process({bin, "dead", "retry", std::to_string(ids[0]), "--attempts", "2"}, env());
+  EXPECT_EQ(retry.exit_code, 0) << retry.err;
+  EXPECT_EQ(db_.query_value("SELECT state || ' ' || max_attempts FROM mailsync.jobs WHERE id = " +
+                            std::to_string(ids[0])),
+            "available 3");
+  EXPECT_EQ(run_process({bin, "dead", "discard", "--all"}, env()).exit_code, 0);
+  EXPECT_EQ(count("state = 'dead'"), "0");
+  EXPECT_EQ(run_process({bin, "dead", "retry", "999999"}, env()).exit_code, 1);
+}
+
+}  // namespace
