@@ -16,24 +16,23 @@ namespace po = boost::program_options;
 using namespace mailsync;
 
 int main(int argc, char** argv) {
+  // clang-format off
   po::options_description options(
       "Usage: mailsync-scheduler [options]\n"
       "Loads the routes configuration, upserts the routes into mailsync.routes and enqueues one\n"
-      "route_sync job per enabled, unpaused route every SYNC_INTERVAL_SECONDS (default 300) "
-      "unless\n"
+      "route_sync job per enabled, unpaused route every SYNC_INTERVAL_SECONDS (default 300) unless\n"
       "one is already queued or running; rescues jobs whose lease expired and prunes old finished\n"
-      "jobs. Several replicas may run at once: each route is enqueued at most once per "
-      "interval.\n\n"
+      "jobs. Several replicas may run at once: each route is enqueued at most once per interval.\n\n"
       "Options");
-  options.add_options()("help,h", "show this help")("version", "print the version")(
-      "once", "run one cycle now (even if one ran within the interval) and exit")(
-      "tick-seconds", po::value<int>()->default_value(10),
-      "how often to check for a due cycle and run maintenance")(
-      "retention-hours", po::value<int>()->default_value(24),
-      "keep succeeded and cancelled jobs this long")(
-      "dead-retention-days", po::value<int>()->default_value(30),
-      "keep dead jobs and attempt history this long")(
-      "metrics-port", po::value<unsigned>(), "serve Prometheus metrics and /healthz on this port");
+  options.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("once", "run one cycle now (even if one ran within the interval) and exit")
+      ("tick-seconds", po::value<int>()->default_value(10), "how often to check for a due cycle and run maintenance")
+      ("retention-hours", po::value<int>()->default_value(24), "keep succeeded and cancelled jobs this long")
+      ("dead-retention-days", po::value<int>()->default_value(30), "keep dead jobs and attempt history this long")
+      ("metrics-port", po::value<unsigned>(), "serve Prometheus metrics and /healthz on this port");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);

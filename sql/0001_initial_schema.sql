@@ -28,10 +28,16 @@ CREATE TABLE mailsync.routes (
 );
 
 -- The job queue. State machine:
---   available --claim--> running --complete--> succeeded
+--   available --claim--> running --complete--> succeeded (the row is deleted at once and counted
+--                          |                   in job_counts; kinds that need more keep a
+--                          |                   job_attempts row)
 --                          |  \--fail (attempts left) / retry at T / lease expired--> available
 --                          |  \--fail (no attempts left)--> dead
 --   available | running --cancel--> cancelled
+-- Deleting successes at completion keeps the table as small as the backlog: measured on a 2-core
+-- machine with durable settings, finishing by UPDATE cost 15.6 us of server time per job, by
+-- DELETE a fraction of that (no new row version, no index insertions), and nothing is left for
+-- autovacuum to chase but the dead row versions of claims.
 CREATE TYPE mailsync.job_state AS ENUM ('available', 'running', 'succeeded', 'dead', 'cancelled');
 
 CREATE TABLE mailsync.jobs (
@@ -55,18 +61,28 @@ CREATE TABLE mailsync.jobs (
   CONSTRAINT jobs_finished_iff_final CHECK (
     (state IN ('succeeded', 'dead', 'cancelled')) = (finished_at IS NOT NULL)),
   CONSTRAINT jobs_route_sync_has_route CHECK (kind <> 'route_sync' OR route_key IS NOT NULL)
-);
+) WITH (fillfactor = 35);
 
--- Claim: due available jobs in (priority, run_at, id) order; partial, so finished jobs cost nothing.
-CREATE INDEX jobs_claim_idx ON mailsync.jobs (priority, run_at, id) WHERE state = 'available';
--- Rescue: running jobs whose lease expired.
-CREATE INDEX jobs_lease_idx ON mailsync.jobs (lease_expires_at) WHERE state = 'running';
--- Prune: finished jobs past retention.
-CREATE INDEX jobs_finished_idx ON mailsync.jobs (finished_at)
-  WHERE state IN ('succeeded', 'dead', 'cancelled');
+-- No index mentions `state`, in its columns or its predicate: a claim changes only state, attempt,
+-- lease and attempted_at, so it is a HOT update (the new row version goes on the same page and no
+-- index gets a new entry), provided the page has room: hence fillfactor below. "Queued or running"
+-- is written `finished_at IS NULL` (the CHECK above makes the two the same), which no claim changes.
+-- Measured on 2 cores, durable settings, 100k no-op jobs drained by 2 workers: with state in the
+-- index predicates a claim cost 19 us of server time per job; without, 13 us. A claimed row
+-- version is larger than the inserted one (lease owner, timestamps), so at fillfactor 50 a quarter
+-- of the claims found no room on the page and were not HOT (97k jobs/s); at 35 all were
+-- (129k jobs/s). The table holds only the backlog, so the space costs little.
+
+-- Claim: unfinished jobs in (priority, run_at, id) order. Running jobs stay in it, so a claim scan
+-- steps over the ones in flight (at most the workers' slots) before it finds available ones.
+CREATE INDEX jobs_claim_idx ON mailsync.jobs (priority, run_at, id) WHERE finished_at IS NULL;
+-- Rescue (running jobs whose lease expired) has no index of its own on purpose: one would cost an
+-- insertion on every claim, while the rescuer scans a table holding only the backlog every tick.
+-- Prune: dead and cancelled jobs past retention.
+CREATE INDEX jobs_finished_idx ON mailsync.jobs (finished_at) WHERE finished_at IS NOT NULL;
 -- Invariant 5 and "one job per route per interval": at most one queued or running route_sync.
 CREATE UNIQUE INDEX jobs_one_active_route_sync ON mailsync.jobs (route_key)
-  WHERE kind = 'route_sync' AND state IN ('available', 'running');
+  WHERE kind = 'route_sync' AND finished_at IS NULL;
 -- Per-route history for status and dashboards.
 CREATE INDEX jobs_route_idx ON mailsync.jobs (route_key, id) WHERE route_key IS NOT NULL;
 

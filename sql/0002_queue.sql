@@ -30,3 +30,15 @@ CREATE TABLE mailsync.periodic_cycles (
   last_cycle_at timestamptz NOT NULL,
   owner         text        NOT NULL   -- the scheduler that ran it (host:pid), for operators
 );
+
+-- Finished attempts per minute, kind and worker: successes (whose rows are deleted at once) and
+-- failures. One row per worker, so that concurrent completers never wait on each other's row
+-- lock; the dashboards sum over workers.
+CREATE TABLE mailsync.job_counts (
+  minute    timestamptz NOT NULL,
+  kind      text        NOT NULL,
+  worker    text        NOT NULL,
+  succeeded bigint      NOT NULL DEFAULT 0,
+  failed    bigint      NOT NULL DEFAULT 0,  -- attempts that failed, were dead-lettered or rescued
+  PRIMARY KEY (minute, kind, worker)
+);

@@ -16,31 +16,13 @@ SELECT count(*) AS due_jobs,
 FROM mailsync.jobs
 WHERE state = 'available' AND run_at <= now();
 
--- Jobs finished per minute over the last hour, success and failure apart. Successes are counted
--- from the jobs table (every kind); failed attempts from the attempt history (kinds that record
--- it, route_sync among them) plus dead jobs.
+-- Jobs finished per minute over the last hour, success and failure apart, every kind together.
 CREATE VIEW mailsync.jobs_per_minute AS
-WITH minutes AS (
-  SELECT generate_series(date_trunc('minute', now()) - interval '59 minutes', date_trunc('minute', now()),
-                         interval '1 minute') AS minute
-),
-succeeded AS (
-  SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n
-  FROM mailsync.jobs
-  WHERE state = 'succeeded' AND finished_at >= now() - interval '1 hour'
-  GROUP BY 1
-),
-failed AS (
-  SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n
-  FROM mailsync.job_attempts
-  WHERE outcome IN ('failed', 'dead', 'rescued', 'auth_required', 'gate_unavailable')
-    AND finished_at >= now() - interval '1 hour'
-  GROUP BY 1
-)
-SELECT m.minute, coalesce(s.n, 0) AS succeeded, coalesce(f.n, 0) AS failed
-FROM minutes m
-LEFT JOIN succeeded s ON s.minute = m.minute
-LEFT JOIN failed f ON f.minute = m.minute;
+SELECT m.minute, coalesce(sum(c.succeeded), 0)::bigint AS succeeded, coalesce(sum(c.failed), 0)::bigint AS failed
+FROM generate_series(date_trunc('minute', now()) - interval '59 minutes', date_trunc('minute', now()),
+                     interval '1 minute') AS m(minute)
+LEFT JOIN mailsync.job_counts c ON c.minute = m.minute
+GROUP BY m.minute;
 
 -- Each route's queue state and history at a glance: what `mailsync status` prints.
 CREATE VIEW mailsync.route_status AS

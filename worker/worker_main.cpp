@@ -14,24 +14,28 @@ namespace po = boost::program_options;
 using namespace mailsync;
 
 int main(int argc, char** argv) {
+  // clang-format off
   po::options_description options(
       "Usage: mailsync-worker [options]\n"
-      "Claims due jobs with FOR UPDATE SKIP LOCKED, runs them on --concurrency threads, "
-      "heartbeats\n"
-      "their leases, retries failures with backoff and dead-letters them after max attempts. "
-      "Wakes\n"
+      "Claims due jobs with FOR UPDATE SKIP LOCKED, runs them on --concurrency threads, heartbeats\n"
+      "their leases, retries failures with backoff and dead-letters them after max attempts. Wakes\n"
       "on LISTEN/NOTIFY with a poll fallback; SIGTERM/SIGINT stop it gracefully.\n"
       "Kinds run by this build: noop (route_sync arrives with the sync pipeline).\n\nOptions");
-  options.add_options()("help,h", "show this help")("version", "print the version")(
-      "concurrency", po::value<int>()->default_value(4), "jobs run at once")(
-      "drain", "exit when no job is due and none is running")(
-      "poll-only", "never LISTEN; poll (for PgBouncer transaction pooling)")(
-      "poll-interval-ms", po::value<int>()->default_value(1000),
-      "poll when no notification arrives")("lease-seconds", po::value<int>()->default_value(60),
-                                           "lease of a claimed job; heartbeat every third")(
-      "shutdown-timeout-seconds", po::value<int>()->default_value(30),
-      "on SIGTERM, wait this long for running jobs before cancelling and giving them back")(
-      "metrics-port", po::value<unsigned>(), "serve Prometheus metrics, /healthz and /readyz");
+  options.add_options()
+      ("help,h", "show this help")
+      ("version", "print the version")
+      ("concurrency", po::value<int>()->default_value(4), "jobs run at once")
+      ("prefetch", po::value<int>()->default_value(0),
+       "claim up to this many jobs beyond --concurrency to wait in memory (short jobs: fewer,\n"
+       "larger claims; keep 0 for long jobs)")
+      ("drain", "exit when no job is due and none is running")
+      ("poll-only", "never LISTEN; poll (for PgBouncer transaction pooling)")
+      ("poll-interval-ms", po::value<int>()->default_value(1000), "poll when no notification arrives")
+      ("lease-seconds", po::value<int>()->default_value(60), "lease of a claimed job; heartbeat every third")
+      ("shutdown-timeout-seconds", po::value<int>()->default_value(30),
+       "on SIGTERM, wait this long for running jobs before cancelling and giving them back")
+      ("metrics-port", po::value<unsigned>(), "serve Prometheus metrics, /healthz and /readyz");
+  // clang-format on
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -59,6 +63,7 @@ int main(int argc, char** argv) {
   queue::WorkerConfig config;
   config.database_url = cli::env("MAILSYNC_DATABASE_URL").value_or("");
   config.concurrency = vm["concurrency"].as<int>();
+  config.prefetch = vm["prefetch"].as<int>();
   config.drain = vm.count("drain") > 0;
   config.listen = vm.count("poll-only") == 0;
   config.poll_interval = std::chrono::milliseconds(vm["poll-interval-ms"].as<int>());

@@ -52,3 +52,22 @@ as_user() {  # USER CMD...: run as USER when root, else as ourselves
 npm_cache_dir() {
   if [[ $(id -u) == 0 ]]; then echo "${MAILSYNC_CACHE_DIR:-/var/cache/mailsync}/npm"; else echo "${MAILSYNC_CACHE_DIR:-$HOME/.cache/mailsync}/npm"; fi
 }
+
+# Starts a throwaway PostgreSQL 15 cluster in DIR/data on 127.0.0.1:PORT, superuser postgres with
+# trust auth. MODE fast: fsync and synchronous_commit off (tests only); durable: the defaults, for
+# benchmarks that must pay for durability.
+start_postgres() {  # DIR PORT MODE
+  local dir=$1 port=$2 mode=$3 settings=""
+  [[ $mode == fast ]] && settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  mkdir -p "$dir"
+  chown postgres: "$dir" 2>/dev/null || true
+  as_user postgres "$pg_bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync \
+    >"$dir/initdb.log" 2>&1 || die "initdb failed: $(tail -3 "$dir/initdb.log")"
+  as_user postgres "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 start \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200 $settings" \
+    >/dev/null || die "postgres did not start: $(tail -5 "$dir/postgres.log")"
+}
+
+stop_postgres() {  # DIR
+  as_user postgres "$pg_bin/pg_ctl" -D "$1/data" -m fast -w -t 20 stop >/dev/null 2>&1 || true
+}

@@ -68,13 +68,7 @@ mkdir -p "$stack/tls"
 
 # ---- PostgreSQL 15 ---------------------------------------------------------------------------
 log "postgres on 127.0.0.1:$pg_port"
-mkdir -p "$stack/pg"
-chown postgres: "$stack/pg" 2>/dev/null || true
-as_user postgres "$pg_bin/initdb" -D "$stack/pg/data" -U postgres -A trust -E UTF8 \
-  --locale=C.UTF-8 --no-sync >"$stack/pg/initdb.log" 2>&1 || die "initdb failed: $(tail -3 "$stack/pg/initdb.log")"
-as_user postgres "$pg_bin/pg_ctl" -D "$stack/pg/data" -l "$stack/pg/postgres.log" -w -t 30 start \
-  -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$stack/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-  >/dev/null || die "postgres did not start: $(tail -5 "$stack/pg/postgres.log")"
+start_postgres "$stack/pg" "$pg_port" fast
 echo "postgres $(head -1 "$stack/pg/data/postmaster.pid")" >>"$stack/pids"
 psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE mailsync"
 

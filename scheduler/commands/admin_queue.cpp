@@ -156,8 +156,10 @@ int run_status(std::span<const std::string> args) {
           {"GMAIL", "FOLDER", "STATE", "QUEUED", "LAST OUTCOME", "LAST SUCCESS", "LAST ERROR"},
           rows, 48);
     std::cout << "\nqueue:";
-    for (const char* state : {"available", "running", "succeeded", "dead", "cancelled"})
+    for (const char* state : {"available", "running", "dead", "cancelled"})
       std::cout << " " << state << " " << summary["by_state"].value(state, 0);
+    std::cout << "; last hour: succeeded " << cell(summary["succeeded_last_hour"]) << ", failed "
+              << cell(summary["failed_last_hour"]);
     std::cout << "; due now " << cell(summary["due_jobs"]) << ", oldest due "
               << cell(summary["oldest_due_age_seconds"]) << " s\n";
     return exit_code::kOk;
@@ -168,8 +170,8 @@ int run_jobs(std::span<const std::string> args) {
   po::options_description options(
       "Usage: mailsync jobs [--state S] [--kind K] [--route KEY] [--limit N] [--json]\n"
       "Lists jobs, newest first.\n\nOptions");
-  options.add_options()("help,h", "show this help")(
-      "state", po::value<std::string>(), "available, running, succeeded, dead or cancelled")(
+  options.add_options()("help,h", "show this help")("state", po::value<std::string>(),
+                                                    "available, running, dead or cancelled")(
       "kind", po::value<std::string>(), "route_sync, noop, ...")(
       "route", po::value<std::string>(), "route key")("limit", po::value<int>()->default_value(50),
                                                       "at most this many")("json", "print JSON");
@@ -178,11 +180,12 @@ int run_jobs(std::span<const std::string> args) {
   queue::JobsFilter filter;
   if (vm.count("state")) {
     filter.state = vm["state"].as<std::string>();
-    static const std::set<std::string> kStates{"available", "running", "succeeded", "dead",
-                                               "cancelled"};
+    static const std::set<std::string> kStates{"available", "running", "dead", "cancelled"};
     if (!kStates.contains(*filter.state)) {
-      std::cerr << "mailsync jobs: --state '" << *filter.state
-                << "' is not one of available, running, succeeded, dead, cancelled\n";
+      std::cerr
+          << "mailsync jobs: --state '" << *filter.state
+          << "' is not one of available, running, dead, cancelled (succeeded jobs are counted, not "
+             "kept: see mailsync.jobs_per_minute)\n";
       return exit_code::kUsage;
     }
   }

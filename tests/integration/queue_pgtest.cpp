@@ -11,6 +11,7 @@
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/job_store.hpp"
 #include "support/test_database.hpp"
+#include "support/wait_for.hpp"
 
 namespace {
 
@@ -105,7 +106,8 @@ TEST_F(QueueStore, ClaimUsesThePartialIndex) {
   enqueue_noops(2000);
   db_.execute("ANALYZE mailsync.jobs");
   const std::string plan = db_.query_lines(
-      "EXPLAIN SELECT id FROM mailsync.jobs WHERE state = 'available' AND run_at <= now() "
+      "EXPLAIN SELECT id FROM mailsync.jobs WHERE finished_at IS NULL AND state = 'available' AND "
+      "run_at <= now() "
       "ORDER BY priority, run_at, id LIMIT 10 FOR UPDATE SKIP LOCKED");
   EXPECT_NE(plan.find("jobs_claim_idx"), std::string::npos) << plan;
 }
@@ -133,16 +135,47 @@ TEST_F(QueueStore, ConcurrentClaimersNeverGetTheSameJob) {
       << "a job was claimed twice";
 }
 
-TEST_F(QueueStore, SucceededJobsAreFinal) {
+TEST_F(QueueStore, SucceededJobsAreDeletedAndCountedPerMinute) {
   const auto ids = enqueue_noops(3);
   claim("w", 3);
   std::vector<Finish> finishes;
   for (const int64_t id : ids) finishes.push_back({id, Outcome::kSucceeded});
-  EXPECT_EQ(store_->finish("w", finishes, std::nullopt).size(), 3u);
-  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.jobs WHERE state = 'succeeded' AND "
-                            "finished_at IS NOT NULL "
-                            "AND lease_owner IS NULL"),
-            "3");
+  const auto finished = store_->finish("w", finishes, std::nullopt);
+  ASSERT_EQ(finished.size(), 3u);
+  EXPECT_EQ(finished[0].state, "succeeded");
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.jobs"), "0");
+  EXPECT_EQ(
+      db_.query_value("SELECT kind || ' ' || worker || ' ' || succeeded FROM mailsync.job_counts"),
+      "noop w 3");
+  EXPECT_EQ(db_.query_value("SELECT sum(succeeded) FROM mailsync.jobs_per_minute"), "3");
+}
+
+TEST_F(QueueStore, AMixedBatchDeletesSuccessesAndUpdatesTheRest) {
+  const auto ids = enqueue_noops(2);
+  claim("w", 2);
+  store_->finish("w",
+                 std::vector<Finish>{{ids[0], Outcome::kSucceeded, "", std::nullopt, true, "r1"},
+                                     {ids[1], Outcome::kFailed, "boom", Clock::now()}},
+                 std::nullopt);
+  EXPECT_EQ(state_of(ids[0]), "");
+  EXPECT_EQ(state_of(ids[1]), "available");
+  EXPECT_EQ(db_.query_value("SELECT succeeded || ' ' || failed FROM mailsync.job_counts"), "1 1");
+  EXPECT_EQ(db_.query_value("SELECT outcome FROM mailsync.job_attempts"), "succeeded");
+}
+
+TEST_F(QueueStore, ClaimsAreHotUpdates) {
+  enqueue_noops(200);
+  db_.execute("SELECT pg_stat_reset()");
+  {
+    auto claimer = another_store();
+    for (int i = 0; i < 4; ++i) claimer->claim("w", 50, seconds(30), kinds_, std::nullopt);
+  }  // a backend flushes its statistics when its connection closes
+  const std::string counts =
+      "SELECT n_tup_upd || ' updates, ' || n_tup_hot_upd || ' HOT' FROM pg_stat_user_tables "
+      "WHERE relid = 'mailsync.jobs'::regclass";
+  mailsync::testing::wait_for([&] { return db_.query_value(counts) != "0 updates, 0 HOT"; },
+                              seconds(5));
+  EXPECT_EQ(db_.query_value(counts), "200 updates, 200 HOT");
 }
 
 TEST_F(QueueStore, AFailedJobComesBackAtItsBackoffTimeAndDiesAfterMaxAttempts) {
@@ -175,7 +208,7 @@ TEST_F(QueueStore, RetryAtWaitsWithoutUsingUpAnAttempt) {
   }
   ASSERT_EQ(claim("w", 1, now + hours(1)).size(), 1u);
   store_->finish("w", std::vector<Finish>{{id, Outcome::kSucceeded}}, now);
-  EXPECT_EQ(state_of(id), "succeeded");
+  EXPECT_EQ(state_of(id), "") << "succeeded, so deleted";
 }
 
 TEST_F(QueueStore, CancelledAndDeadOutcomesAreFinalAtOnce) {
@@ -243,14 +276,16 @@ TEST_F(QueueStore, ReleaseGivesJobsBackWithoutCountingTheAttempt) {
   EXPECT_EQ(state_of(id), "dead") << "one real attempt of max_attempts 1 should end it";
 }
 
-TEST_F(QueueStore, PruneDeletesOldFinishedJobsAndKeepsDeadOnesLonger) {
+TEST_F(QueueStore, PruneDeletesOldCancelledJobsAndKeepsDeadOnesLonger) {
   const TimePoint now = Clock::now();
   const auto ids = enqueue_noops(3, 0, now);
   claim("w", 3, now);
   store_->finish(
-      "w", std::vector<Finish>{{ids[0], Outcome::kSucceeded}, {ids[1], Outcome::kDead, "x"}}, now);
+      "w", std::vector<Finish>{{ids[0], Outcome::kCancelled, "x"}, {ids[1], Outcome::kDead, "x"}},
+      now);
   EXPECT_EQ(store_->prune(hours(24), hours(24 * 30), 1000, now + hours(1)).jobs, 0);
   EXPECT_EQ(store_->prune(hours(24), hours(24 * 30), 1000, now + hours(25)).jobs, 1);
+  EXPECT_EQ(state_of(ids[0]), "");
   EXPECT_EQ(state_of(ids[1]), "dead");
   EXPECT_EQ(store_->prune(hours(24), hours(24 * 30), 1000, now + hours(24 * 31)).jobs, 1);
   EXPECT_EQ(state_of(ids[2]), "running");

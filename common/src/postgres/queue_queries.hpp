@@ -23,18 +23,19 @@ SELECT n.kind, n.route_key, n.args::jsonb, n.priority,
 FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::integer[])
        WITH ORDINALITY AS n(kind, route_key, args, priority, run_at_us, max_attempts, ord)
 ORDER BY n.ord
-ON CONFLICT (route_key) WHERE kind = 'route_sync' AND state IN ('available', 'running') DO NOTHING
+ON CONFLICT (route_key) WHERE kind = 'route_sync' AND finished_at IS NULL DO NOTHING
 RETURNING id
 )sql"};
 
-// One statement: pick due jobs through jobs_claim_idx (priority, run_at, id) WHERE state =
-// 'available', skipping rows other workers hold, and lease them.
+// One statement: pick due jobs through jobs_claim_idx (priority, run_at, id) WHERE finished_at IS
+// NULL, skipping rows other workers hold, and lease them (a HOT update: see sql/0001).
 inline constexpr Query kJobClaim{"job_claim", R"sql(
 WITH clock AS (SELECT )sql" MAILSYNC_NOW(3) R"sql( AS now),
 due AS (
   SELECT j.id
   FROM mailsync.jobs j, clock
-  WHERE j.state = 'available' AND j.run_at <= clock.now AND j.kind = ANY($5::text[])
+  WHERE j.finished_at IS NULL AND j.state = 'available' AND j.run_at <= clock.now
+    AND j.kind = ANY($5::text[])
   ORDER BY j.priority, j.run_at, j.id
   LIMIT $2
   FOR UPDATE OF j SKIP LOCKED
@@ -49,10 +50,11 @@ RETURNING j.id, j.kind, j.route_key, j.args::text, j.priority, j.attempt, j.max_
           (extract(epoch FROM j.created_at) * 1000000)::bigint
 )sql"};
 
-// Finishes a batch of attempts held by $13. failed -> available at the backoff time, or dead when
-// the attempt was the last; retry -> available at the chosen time with max_attempts + 1 so that
-// waiting does not use up attempts; succeeded / cancelled / dead -> final. Attempts flagged for
-// history get a job_attempts row in the same statement.
+// Finishes a batch of attempts held by $13. succeeded -> the row is deleted; failed ->
+// available at the backoff time, or dead when the attempt was the last; retry -> available at the
+// chosen time with max_attempts + 1 so that waiting does not use up attempts; cancelled / dead ->
+// final. Attempts flagged for history get a job_attempts row, and every attempt is counted in
+// job_counts, in the same statement.
 inline constexpr Query kJobFinish{"job_finish", R"sql(
 WITH clock AS (SELECT )sql" MAILSYNC_NOW(12) R"sql( AS now),
 input AS (
@@ -61,13 +63,18 @@ input AS (
            AS f(id, outcome, error, run_at_us, record, run_id, fetched, appended, skipped, failed, bytes)
 ),
 decided AS (
-  SELECT f.*, j.attempt, j.max_attempts,
+  SELECT f.*, j.kind, j.route_key, j.attempt, j.attempted_at,
          CASE WHEN f.outcome IN ('succeeded', 'cancelled', 'dead') THEN f.outcome
               WHEN f.outcome = 'retry' THEN 'available'
               WHEN j.attempt >= j.max_attempts THEN 'dead'
               ELSE 'available' END AS new_state
   FROM input f JOIN mailsync.jobs j ON j.id = f.id
   WHERE j.state = 'running' AND j.lease_owner = $13
+),
+deleted AS (
+  DELETE FROM mailsync.jobs j USING decided d
+  WHERE j.id = d.id AND d.new_state = 'succeeded'
+  RETURNING j.id
 ),
 updated AS (
   UPDATE mailsync.jobs j
@@ -77,24 +84,51 @@ updated AS (
                     ELSE j.run_at END,
       max_attempts = CASE WHEN d.outcome = 'retry' THEN j.max_attempts + 1 ELSE j.max_attempts END,
       finished_at = CASE WHEN d.new_state = 'available' THEN NULL ELSE clock.now END,
-      last_error = CASE WHEN d.outcome = 'succeeded' THEN NULL ELSE d.error END,
-      lease_owner = NULL, lease_expires_at = NULL
+      last_error = d.error, lease_owner = NULL, lease_expires_at = NULL
   FROM decided d, clock
-  WHERE j.id = d.id
-  RETURNING j.id, j.state, j.kind, j.route_key, j.attempt, j.attempted_at, j.finished_at, clock.now AS now,
-            d.outcome, d.error, d.record, d.run_id, d.fetched, d.appended, d.skipped, d.failed, d.bytes
+  WHERE j.id = d.id AND d.new_state <> 'succeeded'
+  RETURNING j.id
+),
+finished AS (
+  SELECT d.* FROM decided d WHERE d.id IN (SELECT id FROM deleted UNION ALL SELECT id FROM updated)
 ),
 history AS (
   INSERT INTO mailsync.job_attempts (job_id, attempt, kind, route_key, worker, run_id, started_at,
                                      finished_at, outcome, error, fetched, appended, skipped, failed, bytes)
-  SELECT u.id, u.attempt, u.kind, u.route_key, $13, u.run_id, u.attempted_at, u.now,
-         CASE WHEN u.outcome = 'failed' AND u.state = 'dead' THEN 'dead' ELSE u.outcome END,
-         u.error, u.fetched, u.appended, u.skipped, u.failed, u.bytes
-  FROM updated u
-  WHERE u.record
+  SELECT f.id, f.attempt, f.kind, f.route_key, $13, f.run_id, coalesce(f.attempted_at, clock.now), clock.now,
+         CASE WHEN f.outcome = 'failed' AND f.new_state = 'dead' THEN 'dead' ELSE f.outcome END,
+         f.error, f.fetched, f.appended, f.skipped, f.failed, f.bytes
+  FROM finished f, clock
+  WHERE f.record
   ON CONFLICT (job_id, attempt) DO NOTHING
+),
+counts AS (
+  INSERT INTO mailsync.job_counts AS c (minute, kind, worker, succeeded, failed)
+  SELECT date_trunc('minute', clock.now), f.kind, $13,
+         count(*) FILTER (WHERE f.new_state = 'succeeded'), count(*) FILTER (WHERE f.outcome IN ('failed', 'dead'))
+  FROM finished f, clock
+  GROUP BY 1, 2
+  ON CONFLICT (minute, kind, worker)
+    DO UPDATE SET succeeded = c.succeeded + EXCLUDED.succeeded, failed = c.failed + EXCLUDED.failed
 )
-SELECT id, state::text FROM updated
+SELECT id, new_state FROM finished
+)sql"};
+
+// The common case of kJobFinish: a batch of plain successes without history. Same effect, a
+// fraction of the work (one array, no joins, no CASEs).
+inline constexpr Query kJobSucceed{"job_succeed", R"sql(
+WITH clock AS (SELECT )sql" MAILSYNC_NOW(3) R"sql( AS now),
+deleted AS (
+  DELETE FROM mailsync.jobs
+  WHERE id = ANY($1::bigint[]) AND state = 'running' AND lease_owner = $2
+  RETURNING id, kind
+),
+counts AS (
+  INSERT INTO mailsync.job_counts AS c (minute, kind, worker, succeeded)
+  SELECT date_trunc('minute', clock.now), d.kind, $2, count(*) FROM deleted d, clock GROUP BY 1, 2
+  ON CONFLICT (minute, kind, worker) DO UPDATE SET succeeded = c.succeeded + EXCLUDED.succeeded
+)
+SELECT id FROM deleted
 )sql"};
 
 inline constexpr Query kJobHeartbeat{"job_heartbeat", R"sql(
@@ -143,18 +177,25 @@ history AS (
          'rescued', r.last_error
   FROM rescued r
   ON CONFLICT (job_id, attempt) DO NOTHING
+),
+counts AS (
+  INSERT INTO mailsync.job_counts AS c (minute, kind, worker, failed)
+  SELECT date_trunc('minute', r.now), r.kind, r.lease_owner, count(*) FROM rescued r GROUP BY 1, 2, 3
+  ON CONFLICT (minute, kind, worker) DO UPDATE SET failed = c.failed + EXCLUDED.failed
 )
 SELECT id, state::text FROM rescued
 )sql"};
 
-// Succeeded and cancelled jobs after $1 seconds, dead ones after $2 (operators read those), attempt
-// history after $2. At most $3 rows each, oldest first, so one call never holds locks for long.
+// Cancelled jobs after $1 seconds, dead ones after $2 (operators read those), attempt history
+// and per-minute counts after $2. At most $3 rows each, oldest first, so one call never holds
+// locks for long. (Succeeded jobs were deleted when they finished.)
 inline constexpr Query kJobPrune{"job_prune", R"sql(
 WITH clock AS (SELECT )sql" MAILSYNC_NOW(4) R"sql( AS now),
 old_jobs AS (
   SELECT j.id FROM mailsync.jobs j, clock
-  WHERE (j.state IN ('succeeded', 'cancelled') AND j.finished_at < clock.now - $1::bigint * interval '1 second')
+  WHERE (j.state = 'cancelled' AND j.finished_at < clock.now - $1::bigint * interval '1 second')
      OR (j.state = 'dead' AND j.finished_at < clock.now - $2::bigint * interval '1 second')
+  ORDER BY j.finished_at
   LIMIT $3
 ),
 deleted_jobs AS (DELETE FROM mailsync.jobs j USING old_jobs o WHERE j.id = o.id RETURNING 1),
@@ -166,13 +207,17 @@ old_attempts AS (
 deleted_attempts AS (
   DELETE FROM mailsync.job_attempts a USING old_attempts o
   WHERE a.job_id = o.job_id AND a.attempt = o.attempt RETURNING 1
+),
+deleted_counts AS (
+  DELETE FROM mailsync.job_counts c USING clock WHERE c.minute < clock.now - $2::bigint * interval '1 second'
+  RETURNING 1
 )
 SELECT (SELECT count(*) FROM deleted_jobs), (SELECT count(*) FROM deleted_attempts)
 )sql"};
 
 #undef MAILSYNC_NOW
 
-inline constexpr Query kAll[] = {kJobEnqueue, kJobClaim,  kJobFinish, kJobHeartbeat,
-                                 kJobRelease, kJobRescue, kJobPrune};
+inline constexpr Query kAll[] = {kJobEnqueue,   kJobClaim,   kJobFinish, kJobSucceed,
+                                 kJobHeartbeat, kJobRelease, kJobRescue, kJobPrune};
 
 }  // namespace mailsync::postgres::queries

@@ -49,7 +49,7 @@ FROM mailsync.routes r
 WHERE CASE WHEN $1::text IS NULL THEN r.enabled AND NOT r.paused AND r.auth_state = 'ok'
            ELSE r.route_key = $1 END
 ORDER BY r.route_key
-ON CONFLICT (route_key) WHERE kind = 'route_sync' AND state IN ('available', 'running') DO NOTHING
+ON CONFLICT (route_key) WHERE kind = 'route_sync' AND finished_at IS NULL DO NOTHING
 RETURNING id
 )sql"};
 
@@ -77,6 +77,8 @@ inline constexpr Query kQueueSummary{"queue_summary", R"sql(
 SELECT json_build_object(
   'by_state', (SELECT coalesce(json_object_agg(state, n), '{}') FROM (
                  SELECT state::text, count(*) AS n FROM mailsync.jobs GROUP BY state) s),
+  'succeeded_last_hour', (SELECT coalesce(sum(succeeded), 0) FROM mailsync.jobs_per_minute),
+  'failed_last_hour', (SELECT coalesce(sum(failed), 0) FROM mailsync.jobs_per_minute),
   'due_jobs', d.due_jobs,
   'oldest_due_age_seconds', d.oldest_due_age_seconds)::text
 FROM mailsync.queue_due d

@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/job_store.hpp"
@@ -102,6 +103,7 @@ KindConfig noop_kind() {
 std::string WorkerConfig::validate() const {
   if (database_url.empty()) return "MAILSYNC_DATABASE_URL is not set";
   if (concurrency < 1 || concurrency > 10'000) return "concurrency must be between 1 and 10000";
+  if (prefetch < 0 || prefetch > 100'000) return "prefetch must be between 0 and 100000";
   if (poll_interval < milliseconds(10)) return "poll interval must be at least 10 ms";
   if (lease < milliseconds(300)) return "lease must be at least 300 ms";
   if (shutdown_timeout.count() < 0) return "shutdown timeout must not be negative";
@@ -307,27 +309,26 @@ struct WorkerPool::Impl {
         }
       }
 
-      for (const FinishedJob& f : recorded) {
-        if (f.state == "succeeded")
-          ++counters.succeeded;
-        else if (f.state == "dead")
-          ++counters.dead;
-        else if (f.state == "cancelled")
-          ++counters.cancelled;
-      }
+      std::unordered_map<int64_t, const std::string*> state_of;
+      state_of.reserve(recorded.size());
+      for (const FinishedJob& f : recorded) state_of.emplace(f.id, &f.state);
       for (const Finish& f : finishes) {
-        const bool ok = std::any_of(recorded.begin(), recorded.end(),
-                                    [&](const FinishedJob& r) { return r.id == f.job_id; });
-        if (!ok)
-          ++counters.lost;
-        else if (f.outcome == Outcome::kFailed) {
-          const bool dead = std::any_of(
-              recorded.begin(), recorded.end(),
-              [&](const FinishedJob& r) { return r.id == f.job_id && r.state == "dead"; });
-          if (!dead) ++counters.failed;
-        } else if (f.outcome == Outcome::kRetryAt) {
-          ++counters.retried;
+        const auto found = state_of.find(f.job_id);
+        if (found == state_of.end()) {
+          ++counters.lost;  // the lease was lost: the job was rescued and may run elsewhere
+          continue;
         }
+        const std::string& state = *found->second;
+        if (state == "succeeded")
+          ++counters.succeeded;
+        else if (state == "dead")
+          ++counters.dead;
+        else if (state == "cancelled")
+          ++counters.cancelled;
+        else if (f.outcome == Outcome::kRetryAt)
+          ++counters.retried;
+        else
+          ++counters.failed;
       }
       {
         std::lock_guard lock(mutex);
@@ -465,7 +466,7 @@ void WorkerPool::run() {
       int free_slots;
       {
         std::lock_guard lock(s.mutex);
-        free_slots = config.concurrency - s.in_flight;
+        free_slots = config.concurrency + config.prefetch - s.in_flight;
       }
       if (free_slots > 0) {
         std::vector<Job> jobs =

@@ -50,6 +50,11 @@ struct WorkerConfig {
   std::string database_url;
   std::string owner;  // lease owner name; default "host:pid:random"
   int concurrency = 4;
+  // Jobs claimed beyond the running ones, waiting in memory for a free executor (graphile-worker's
+  // localQueue). Fewer, larger claims for short jobs; 0 for long ones, so that an idle worker
+  // elsewhere is not kept from a job this one holds. Held jobs are heartbeated, and given back at
+  // once on shutdown.
+  int prefetch = 0;
   std::chrono::milliseconds poll_interval{1000};  // fallback when no notification arrives
   std::chrono::milliseconds lease{60'000};        // heartbeat every lease / 3
   std::chrono::milliseconds shutdown_timeout{30'000};
