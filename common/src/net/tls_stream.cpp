@@ -68,7 +68,8 @@ bool is_ip_literal(const std::string& host) {
 
 // ---- Socket ----------------------------------------------------------------------------------
 
-Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout) {
+Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
+                       bool loopback_only) {
   ignore_sigpipe_once();
   const std::string peer = host + ":" + std::to_string(port);
   addrinfo hints{};
@@ -84,6 +85,21 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
   const auto deadline = Clock::now() + timeout;
   std::string failures;
   bool timed_out = false;
+  if (loopback_only) {
+    for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+      const bool loopback =
+          a->ai_family == AF_INET
+              ? (ntohl(reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr.s_addr) >> 24) ==
+                    127
+              : a->ai_family == AF_INET6 &&
+                    IN6_IS_ADDR_LOOPBACK(
+                        &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
+      if (!loopback)
+        throw TransportError(
+            TransportErrorKind::kConnect,
+            "refusing an unencrypted connection to " + peer + ": not a loopback address");
+    }
+  }
   for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
     const int fd =
         ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
@@ -138,6 +154,54 @@ Socket& Socket::operator=(Socket&& other) noexcept {
 
 Socket::~Socket() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+// ---- PlainStream -----------------------------------------------------------------------------
+
+std::unique_ptr<PlainStream> PlainStream::connect_loopback(
+    const std::string& host, uint16_t port, std::chrono::milliseconds connect_timeout,
+    std::chrono::milliseconds io_timeout) {
+  return std::unique_ptr<PlainStream>(
+      new PlainStream(Socket::connect(host, port, connect_timeout, true), io_timeout));
+}
+
+size_t PlainStream::read_some(char* buffer, size_t capacity) {
+  for (;;) {
+    const ssize_t n = ::recv(socket_.fd(), buffer, capacity, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0)
+      throw TransportError(TransportErrorKind::kClosed,
+                           "connection to " + peer() + " closed by the server");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      throw TransportError(TransportErrorKind::kIo,
+                           "read from " + peer() + " failed: " + std::strerror(errno));
+    if (!poll_fd(socket_.fd(), POLLIN, static_cast<int>(io_timeout_.count())))
+      throw TransportError(TransportErrorKind::kTimeout,
+                           "read with " + peer() + " timed out after " +
+                               std::to_string(io_timeout_.count()) + " ms");
+  }
+}
+
+void PlainStream::write_all(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(socket_.fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!poll_fd(socket_.fd(), POLLOUT, static_cast<int>(io_timeout_.count())))
+        throw TransportError(TransportErrorKind::kTimeout, "write to " + peer() + " timed out");
+      continue;
+    }
+    if (errno == EPIPE || errno == ECONNRESET)
+      throw TransportError(TransportErrorKind::kClosed,
+                           "connection to " + peer() + " closed by the server");
+    throw TransportError(TransportErrorKind::kIo,
+                         "write to " + peer() + " failed: " + std::strerror(errno));
+  }
 }
 
 // ---- TlsStream -------------------------------------------------------------------------------

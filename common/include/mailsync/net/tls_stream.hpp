@@ -37,7 +37,8 @@ class TransportError : public std::runtime_error {
 class Socket {
  public:
   // Tries every address of `host` in turn within `timeout` overall.
-  static Socket connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout);
+  static Socket connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
+                        bool loopback_only = false);
 
   Socket(Socket&& other) noexcept;
   Socket& operator=(Socket&& other) noexcept;
@@ -54,7 +55,47 @@ class Socket {
   std::string peer_;
 };
 
-class TlsStream {
+// What the IMAP client reads and writes through.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  // Reads at least one byte, at most `capacity`; waits up to the I/O timeout. Throws kClosed when
+  // the peer closed the connection, kTimeout when nothing arrived in time.
+  virtual size_t read_some(char* buffer, size_t capacity) = 0;
+  virtual void write_all(std::string_view bytes) = 0;
+  virtual void set_io_timeout(std::chrono::milliseconds timeout) = 0;
+  virtual std::chrono::milliseconds io_timeout() const = 0;
+  virtual const std::string& peer() const = 0;
+};
+
+// Unencrypted TCP, for loopback test servers only: refused for any other address.
+class PlainStream final : public Stream {
+ public:
+  // Throws TransportError when `host` does not resolve to loopback addresses only.
+  static std::unique_ptr<PlainStream> connect_loopback(const std::string& host, uint16_t port,
+                                                       std::chrono::milliseconds connect_timeout,
+                                                       std::chrono::milliseconds io_timeout);
+  size_t read_some(char* buffer, size_t capacity) override;
+  void write_all(std::string_view bytes) override;
+  void set_io_timeout(std::chrono::milliseconds timeout) override { io_timeout_ = timeout; }
+  std::chrono::milliseconds io_timeout() const override { return io_timeout_; }
+  const std::string& peer() const override { return socket_.peer(); }
+  // The plaintext start of a STARTTLS connection (any host: TLS follows before anything else).
+  static std::unique_ptr<PlainStream> for_starttls(Socket socket,
+                                                   std::chrono::milliseconds io_timeout) {
+    return std::unique_ptr<PlainStream>(new PlainStream(std::move(socket), io_timeout));
+  }
+  // Hands the connection over for STARTTLS.
+  Socket release() && { return std::move(socket_); }
+
+ private:
+  PlainStream(Socket socket, std::chrono::milliseconds io_timeout)
+      : socket_(std::move(socket)), io_timeout_(io_timeout) {}
+  Socket socket_;
+  std::chrono::milliseconds io_timeout_;
+};
+
+class TlsStream final : public Stream {
  public:
   // Implicit TLS (IMAPS, port 993).
   static std::unique_ptr<TlsStream> connect(const std::string& host, uint16_t port,
@@ -67,14 +108,13 @@ class TlsStream {
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
 
-  // Reads at least one byte, at most `capacity`; waits up to the I/O timeout. Throws kClosed when
-  // the peer closed the connection, kTimeout when nothing arrived in time.
-  size_t read_some(char* buffer, size_t capacity);
-  void write_all(std::string_view bytes);
-  void set_io_timeout(std::chrono::milliseconds timeout) { options_.io_timeout = timeout; }
+  size_t read_some(char* buffer, size_t capacity) override;
+  void write_all(std::string_view bytes) override;
+  void set_io_timeout(std::chrono::milliseconds timeout) override { options_.io_timeout = timeout; }
+  std::chrono::milliseconds io_timeout() const override { return options_.io_timeout; }
+  const std::string& peer() const override { return socket_.peer(); }
 
   std::string_view protocol() const;  // "TLSv1.3"
-  const std::string& peer() const { return socket_.peer(); }
 
  private:
   struct Ssl;

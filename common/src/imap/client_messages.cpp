@@ -1,0 +1,243 @@
+// The IMAP client: searching, fetching and appending messages.
+
+#include <chrono>
+
+#include "imap/arguments.hpp"
+#include "mailsync/imap/client.hpp"
+#include "mailsync/mail/rfc822.hpp"
+
+namespace mailsync::imap {
+
+namespace {
+
+// A flag: "\" atom or a keyword atom (RFC 3501 flag). Anything else is refused before sending.
+void check_flag(std::string_view flag) {
+  std::string_view name = flag;
+  if (name.starts_with('\\')) name.remove_prefix(1);
+  if (name.empty()) throw std::invalid_argument("empty flag");
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || std::string_view("(){%*\"\\]").find(c) != std::string_view::npos)
+      throw std::invalid_argument("flag '" + std::string(flag) + "' is not an atom");
+  }
+}
+
+std::string uint_text(uint32_t n) {
+  return std::to_string(n);
+}
+
+}  // namespace
+
+SearchCriteria SearchCriteria::uid_range(uint32_t first, std::optional<uint32_t> last) {
+  if (first == 0) first = 1;
+  return SearchCriteria("UID " + uint_text(first) + ":" +
+                        (last ? uint_text(*last) : std::string("*")));
+}
+
+SearchCriteria SearchCriteria::since(std::chrono::system_clock::time_point day) {
+  // date = day "-" month "-" year, no time: format an INTERNALDATE at UTC and keep the date part.
+  const std::string full = mail::format_internaldate({day, 0});
+  return SearchCriteria("SINCE " + full.substr(0, full.find(' ')));
+}
+
+SearchCriteria SearchCriteria::header(std::string_view name, std::string_view value) {
+  detail::check_argument(name, "header name");
+  detail::check_argument(value, "header value");
+  for (const char c : std::string(name) + std::string(value))
+    if (static_cast<unsigned char>(c) >= 0x80)
+      throw std::invalid_argument("header search arguments must be ASCII");
+  return SearchCriteria("HEADER " + detail::quote(name) + " " + detail::quote(value));
+}
+
+std::vector<uint32_t> Client::uid_search(const SearchCriteria& criteria, size_t limit) {
+  std::vector<uint32_t> uids;
+  const bool esearch = has("ESEARCH");
+  // ESEARCH answers with a compact sequence set instead of every number (RFC 4731).
+  run("UID SEARCH", std::string("UID SEARCH ") + (esearch ? "RETURN (ALL) " : "") + criteria.text(),
+      [&](Response& r) {
+        if (const auto* search = std::get_if<SearchData>(&r)) {
+          if (uids.size() + search->numbers.size() > limit)
+            throw ProtocolError("UID SEARCH returned more than " + std::to_string(limit) + " UIDs");
+          uids.insert(uids.end(), search->numbers.begin(), search->numbers.end());
+        } else if (const auto* es = std::get_if<ESearchData>(&r); es && es->all) {
+          try {
+            const auto more = expand_sequence_set(*es->all, limit - uids.size());
+            uids.insert(uids.end(), more.begin(), more.end());
+          } catch (const std::exception& e) {
+            throw ProtocolError(std::string("UID SEARCH: ") + e.what());
+          }
+        }
+      });
+  std::sort(uids.begin(), uids.end());
+  uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+  return uids;
+}
+
+namespace {
+
+// Streams the parser's body sink into the caller's FetchSink.
+class SinkAdapter final : public BodySink {
+ public:
+  explicit SinkAdapter(FetchSink& sink) : sink_(sink) {}
+  void begin(uint32_t seq, uint64_t size) override { sink_.body_begin(seq, size); }
+  void data(std::string_view bytes) override { sink_.body_data(bytes); }
+  void end() override {}
+
+ private:
+  FetchSink& sink_;
+};
+
+// Sets the parser's body sink for one command and clears it afterwards, even on errors.
+class SinkScope {
+ public:
+  SinkScope(ResponseParser& parser, BodySink* sink) : parser_(parser) {
+    parser_.set_body_sink(sink);
+  }
+  ~SinkScope() { parser_.set_body_sink(nullptr); }
+  SinkScope(const SinkScope&) = delete;
+  SinkScope& operator=(const SinkScope&) = delete;
+
+ private:
+  ResponseParser& parser_;
+};
+
+}  // namespace
+
+void Client::uid_fetch(std::string_view uid_set, std::string_view items, FetchSink& sink) {
+  detail::check_argument(uid_set, "UID set");
+  detail::check_argument(items, "FETCH items");
+  if (uid_set.empty() || uid_set.find_first_not_of("0123456789:,*") != std::string_view::npos)
+    throw std::invalid_argument("UID set '" + std::string(uid_set) + "' is not a sequence set");
+  SinkAdapter adapter(sink);
+  SinkScope scope(parser_, &adapter);
+  run("UID FETCH", "UID FETCH " + std::string(uid_set) + " " + std::string(items),
+      [&](Response& r) {
+        auto* fetch = std::get_if<FetchData>(&r);
+        if (fetch == nullptr) return;
+        if (fetch->body && !fetch->body_streamed) {  // small bodies come whole
+          sink.body_begin(fetch->seq, fetch->body->size());
+          sink.body_data(*fetch->body);
+        }
+        sink.fetched(*fetch);
+      });
+}
+
+std::string Client::append_command(const std::string& tag, std::string_view mailbox,
+                                   const AppendMessage& message, bool non_synchronizing) const {
+  std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox);
+  if (!message.flags.empty()) {
+    command += " (";
+    for (size_t i = 0; i < message.flags.size(); ++i) {
+      check_flag(message.flags[i]);
+      command += (i > 0 ? " " : "") + message.flags[i];
+    }
+    command += ")";
+  }
+  if (message.internaldate) {
+    if (!mail::parse_internaldate(*message.internaldate))
+      throw std::invalid_argument("INTERNALDATE '" + *message.internaldate +
+                                  "' is not dd-Mon-yyyy hh:mm:ss +zzzz");
+    command += " " + detail::quote(*message.internaldate);
+  }
+  command += " {" + std::to_string(message.bytes.size()) + (non_synchronizing ? "+" : "") + "}\r\n";
+  return command;
+}
+
+namespace {
+
+AppendResult append_result(const StatusResponse& ok) {
+  AppendResult result;
+  if (ok.code && ok.code->name == "APPENDUID") {
+    result.uidvalidity = ok.code->append_uidvalidity;
+    // With one message the set is one UID.
+    if (ok.code->append_uids &&
+        ok.code->append_uids->find_first_not_of("0123456789") == std::string::npos &&
+        !ok.code->append_uids->empty() && ok.code->append_uids->size() <= 10) {
+      const uint64_t uid = std::stoull(*ok.code->append_uids);
+      if (uid <= UINT32_MAX) result.uid = static_cast<uint32_t>(uid);
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+AppendResult Client::append(std::string_view mailbox, const AppendMessage& message) {
+  const auto results = append_many(mailbox, std::span<const AppendMessage>(&message, 1));
+  if (const auto* error = std::get_if<ImapError>(&results.front())) throw *error;
+  return std::get<AppendResult>(results.front());
+}
+
+std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
+                                               std::span<const AppendMessage> messages) {
+  std::vector<AppendOutcome> results;
+  results.reserve(messages.size());
+  const auto limit = append_limit();
+  // LITERAL+ (RFC 7888): send each literal without waiting for "+"; LITERAL- only up to 4096 bytes.
+  auto non_synchronizing = [&](const AppendMessage& m) {
+    if (limit && m.bytes.size() > *limit) return false;  // let the server refuse before the bytes
+    return has("LITERAL+") || (has("LITERAL-") && m.bytes.size() <= 4096);
+  };
+
+  // Pipelined: every command goes out, then the tagged answers are collected. Bounded, so that
+  // neither side's buffers fill up with unread data.
+  constexpr size_t kMaxInFlightBytes = 32 << 20;
+  constexpr size_t kMaxInFlight = 256;
+  size_t next = 0;
+  while (next < messages.size()) {
+    std::vector<std::string> tags;
+    size_t bytes = 0;
+    while (next < messages.size() && non_synchronizing(messages[next]) &&
+           tags.size() < kMaxInFlight &&
+           (tags.empty() || bytes + messages[next].bytes.size() <= kMaxInFlightBytes)) {
+      const std::string tag = next_tag();
+      std::string command = append_command(tag, mailbox, messages[next], true);
+      command.append(messages[next].bytes);
+      command += "\r\n";
+      send(command);
+      bytes += messages[next].bytes.size();
+      tags.push_back(tag);
+      ++next;
+    }
+    for (const std::string& tag : tags) {
+      try {
+        results.emplace_back(append_result(wait_tagged(tag, "APPEND", nullptr)));
+      } catch (const ImapError& e) {
+        if (e.status() == Status::kBye) throw;
+        results.emplace_back(e);
+      }
+    }
+    if (next < messages.size() &&
+        !non_synchronizing(messages[next])) {  // one synchronizing literal
+      const AppendMessage& message = messages[next++];
+      const std::string tag = next_tag();
+      send(append_command(tag, mailbox, message, false));
+      std::optional<AppendOutcome> outcome;
+      for (;;) {
+        Response response = read_response();
+        note(response);
+        if (std::holds_alternative<Continuation>(response)) {
+          send(std::string(message.bytes) + "\r\n");
+          try {
+            outcome = append_result(wait_tagged(tag, "APPEND", nullptr));
+          } catch (const ImapError& e) {
+            if (e.status() == Status::kBye) throw;
+            outcome = e;
+          }
+          break;
+        }
+        if (auto* status = std::get_if<StatusResponse>(&response); status && status->tag == tag) {
+          // Refused before the bytes were sent (e.g. NO [TOOBIG] / [LIMIT]).
+          if (status->status == Status::kOk)
+            throw ProtocolError("APPEND completed before its literal was sent");
+          outcome = ImapError("APPEND", status->status, status->code, status->text);
+          break;
+        }
+      }
+      results.push_back(std::move(*outcome));
+    }
+  }
+  return results;
+}
+
+}  // namespace mailsync::imap
