@@ -28,7 +28,7 @@ chmod 755 "$stack"  # postgres, dovecot and vmail must traverse it
 # On any failure below, stop what was started so no listener is left behind.
 trap 'status=$?; if ((status != 0)); then log "start failed; stopping what started"; "$here/down.sh" "$stack" >&2 || true; fi' EXIT
 
-read -r pg_port oauth_port gmail_port outlook_port dynamo_port < <(free_ports 5)
+read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port < <(free_ports 6)
 
 # ---- users and secrets -----------------------------------------------------------------------
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
@@ -99,9 +99,9 @@ fi
 vmail_uid=$(id -u vmail 2>/dev/null || id -u)
 vmail_gid=$(id -g vmail 2>/dev/null || id -g)
 
-start_dovecot() {  # NAME PORT PROVIDER USERS...
-  local name=$1 port=$2 provider=$3
-  shift 3
+start_dovecot() {  # NAME PORT STARTTLS_PORT(0: none) PROVIDER USERS...
+  local name=$1 port=$2 plain_port=$3 provider=$4
+  shift 4
   local dir="$stack/dovecot-$name"
   mkdir -p "$dir/run" "$dir/state" "$dir/mail"
   chown "$vmail_uid:$vmail_gid" "$dir/mail"
@@ -163,8 +163,9 @@ protocol imap {
   mail_max_userip_connections = 100
 }
 service imap-login {
+  # Plaintext port for STARTTLS only: ssl = required refuses any login before TLS.
   inet_listener imap {
-    port = 0
+    port = $plain_port
   }
   inet_listener imaps {
     port = $port
@@ -195,10 +196,11 @@ CONF
   log "dovecot $name on 127.0.0.1:$port"
   dovecot -c "$dir/dovecot.conf" || die "dovecot $name did not start: $(tail -5 "$dir/dovecot.log" 2>/dev/null)"
   wait_listening "$port" "dovecot $name"
+  if [[ $plain_port != 0 ]]; then wait_listening "$plain_port" "dovecot $name (STARTTLS)"; fi
   echo "dovecot-$name $(cat "$dir/run/master.pid")" >>"$stack/pids"
 }
-start_dovecot gmail "$gmail_port" google "${gmail_users[@]}"
-start_dovecot outlook "$outlook_port" microsoft "$outlook_user"
+start_dovecot gmail "$gmail_port" "$starttls_port" google "${gmail_users[@]}"
+start_dovecot outlook "$outlook_port" 0 microsoft "$outlook_user"
 
 # ---- dynalite --------------------------------------------------------------------------------
 log "dynalite on 127.0.0.1:$dynamo_port"
@@ -256,6 +258,7 @@ export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
 export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'
 export MAILSYNC_STACK_ROUTES_FILE='$stack/routes.json'
+export MAILSYNC_STACK_GMAIL_STARTTLS_PORT='$starttls_port'
 export MAILSYNC_STACK_GMAIL_DOVECOT_CONF='$stack/dovecot-gmail/dovecot.conf'
 export MAILSYNC_STACK_OUTLOOK_DOVECOT_CONF='$stack/dovecot-outlook/dovecot.conf'
 export MAILSYNC_STACK_GMAIL_LOG='$stack/dovecot-gmail/dovecot.log'

@@ -235,7 +235,7 @@ TEST(ImapParser, ParsesAllResponsesFedAtOnce) {
 }
 
 TEST(ImapParser, SaysNeedMoreOnPartialInput) {
-  for (const std::string partial :
+  for (const char* partial :
        {"* OK partial", "* 1 FETCH (BODY[] {10}\r\nabc", "a1 OK\r", "* 1 FETCH (BODY[] {10}"}) {
     EXPECT_EQ(parse_response(partial).kind, ParseOutcome::Kind::kNeedMore) << partial;
   }

@@ -1,0 +1,82 @@
+#include "support/stack.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "support/process.hpp"
+
+namespace mailsync::testing {
+
+namespace {
+http::HttpOptions http_options() {
+  return {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE")};
+}
+}  // namespace
+
+imap::ClientOptions imap_options(Server server) {
+  imap::ClientOptions options;
+  const bool gmail = server == Server::kGmail;
+  options.host = stack_env(gmail ? "GMAIL_IMAP_HOST" : "OUTLOOK_IMAP_HOST");
+  options.port =
+      static_cast<uint16_t>(std::stoi(stack_env(gmail ? "GMAIL_IMAP_PORT" : "OUTLOOK_IMAP_PORT")));
+  options.tls.ca_file = stack_env("MAILSYNC_TLS_CA_FILE");
+  options.tls.connect_timeout = std::chrono::seconds(10);
+  options.tls.io_timeout = std::chrono::seconds(60);
+  return options;
+}
+
+std::string imap_user(Server server) {
+  return stack_env(server == Server::kGmail ? "GMAIL_EMAIL" : "OUTLOOK_EMAIL");
+}
+
+http::HttpResponse refresh_grant(Server server, const std::string& refresh_token) {
+  const bool gmail = server == Server::kGmail;
+  http::HttpClient client(http_options());
+  return client.post_form(
+      stack_env(gmail ? "GOOGLE_TOKEN_URL" : "MS_TOKEN_URL"),
+      {{"grant_type", "refresh_token"},
+       {"client_id", stack_env(gmail ? "GMAIL_CLIENT_ID" : "MS_CLIENT_ID")},
+       {"client_secret", stack_env(gmail ? "GMAIL_CLIENT_SECRET" : "MS_CLIENT_SECRET")},
+       {"refresh_token", refresh_token}});
+}
+
+std::string access_token(Server server) {
+  const auto response = refresh_grant(
+      server, stack_env(server == Server::kGmail ? "GMAIL_REFRESH_TOKEN" : "MS_REFRESH_TOKEN"));
+  EXPECT_EQ(response.status, 200) << response.body;
+  return nlohmann::json::parse(response.body).value("access_token", "");
+}
+
+std::string emulator_admin(const std::string& path, const std::string& json_body) {
+  http::HttpClient client(http_options());
+  const auto response =
+      client.post(stack_env("MAILSYNC_STACK_OAUTH_URL") + path, "application/json", json_body);
+  EXPECT_EQ(response.status, 200) << response.body;
+  return response.body;
+}
+
+std::string mint_refresh_token(Server server, const std::string& user) {
+  const nlohmann::json body = {{"provider", server == Server::kGmail ? "google" : "microsoft"},
+                               {"user", user}};
+  return nlohmann::json::parse(emulator_admin("/admin/grant", body.dump()))
+      .value("refresh_token", "");
+}
+
+std::unique_ptr<imap::Client> logged_in_client(Server server) {
+  auto client = imap::Client::connect(imap_options(server));
+  client->authenticate_xoauth2(imap_user(server), access_token(server));
+  return client;
+}
+
+std::string unique_name(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  static const unsigned seed = std::random_device{}();
+  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+         std::to_string(seed % 100000);
+}
+
+}  // namespace mailsync::testing

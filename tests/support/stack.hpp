@@ -1,0 +1,32 @@
+#pragma once
+
+#include <string>
+
+#include "mailsync/http/http_client.hpp"
+#include "mailsync/imap/client.hpp"
+
+// The local stack as tests use it: IMAP connection options, access tokens from the emulator,
+// its admin endpoints, unique names.
+namespace mailsync::testing {
+
+enum class Server { kGmail, kOutlook };
+
+imap::ClientOptions imap_options(Server server);
+std::string imap_user(Server server);  // alice@gmail.test / me@outlook.test
+
+// POST a refresh-token grant to the server's provider; the HTTP response as it came.
+http::HttpResponse refresh_grant(Server server, const std::string& refresh_token);
+// A fresh access token for the stack's default user of `server`.
+std::string access_token(Server server);
+// A refresh token of its own for `user`, minted by the emulator, so tests can revoke it.
+std::string mint_refresh_token(Server server, const std::string& user);
+// POST JSON to the emulator's admin API (/admin/revoke, ...).
+std::string emulator_admin(const std::string& path, const std::string& json_body);
+
+// A client logged in with XOAUTH2 as the server's default user.
+std::unique_ptr<imap::Client> logged_in_client(Server server);
+
+// "prefix-<pid>-<counter>-<random>": distinct across tests and runs.
+std::string unique_name(const std::string& prefix);
+
+}  // namespace mailsync::testing
