@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "mailsync/config/routes.hpp"
+#include "mailsync/config/config.hpp"
 #include "mailsync/queue/job_store.hpp"
 #include "mailsync/queue/route_store.hpp"
 

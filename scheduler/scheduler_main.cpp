@@ -6,7 +6,7 @@
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/cli.hpp"
-#include "mailsync/config/routes.hpp"
+#include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
 #include "mailsync/postgres/errors.hpp"
@@ -55,14 +55,15 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> problems;
   if (const auto error = init_logging("mailsync-scheduler")) problems.push_back(*error);
-  const cli::IntSetting interval = cli::env_positive_int("SYNC_INTERVAL_SECONDS", 300);
-  if (!interval.error.empty()) problems.push_back(interval.error);
-  const config::RoutesLoad routes = config::load_routes();
-  for (const auto& error : routes.errors) problems.push_back(routes.source + ": " + error);
+  // The scheduler reads no secrets: only the structure of the routes is checked here.
+  const config::Config loaded = config::load_config(config::Needs::kStructure);
+  for (const auto& error : loaded.errors) problems.push_back(error);
+  for (const auto& warning : loaded.warnings)
+    std::cerr << "mailsync-scheduler: warning: " << warning << "\n";
 
   scheduler::SchedulerConfig config;
-  config.database_url = cli::env("MAILSYNC_DATABASE_URL").value_or("");
-  config.interval = std::chrono::seconds(interval.value);
+  config.database_url = loaded.settings.database_url;
+  config.interval = loaded.settings.sync_interval;
   config.tick = std::chrono::seconds(vm["tick-seconds"].as<int>());
   config.retention = std::chrono::hours(vm["retention-hours"].as<int>());
   config.dead_retention = std::chrono::hours(24 * vm["dead-retention-days"].as<int>());
@@ -73,10 +74,10 @@ int main(int argc, char** argv) {
   }
 
   try {
-    scheduler::Scheduler scheduler(config, routes.routes);
+    scheduler::Scheduler scheduler(config, loaded.routes);
     if (vm.count("once")) {
       const scheduler::CycleReport report = scheduler.run_once(/*force=*/true);
-      std::cout << "routes: " << routes.routes.size() << " configured (" << report.routes.changed
+      std::cout << "routes: " << loaded.routes.size() << " configured (" << report.routes.changed
                 << " added or changed, " << report.routes.disabled << " disabled)\n"
                 << "enqueued: " << report.enqueued.value_or(0) << " route_sync jobs\n"
                 << "rescued: " << report.rescued.made_available.size()

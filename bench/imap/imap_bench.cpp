@@ -70,8 +70,8 @@ int main(int argc, char** argv) {
     client->create(folder);
     std::vector<std::string> bodies;
     for (int i = 0; i < count; ++i) {
-      std::string m = "Message-ID: <bench-" + std::to_string(i) + "@example.com>\r\nSubject: bench " +
-                      std::to_string(i) + "\r\n\r\n";
+      std::string m = "Message-ID: <bench-" + std::to_string(i) +
+                      "@example.com>\r\nSubject: bench " + std::to_string(i) + "\r\n\r\n";
       while (m.size() + 80 < size) m += std::string(76, static_cast<char>('a' + i % 26)) + "\r\n";
       bodies.push_back(std::move(m));
     }
@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
     client->uid_fetch("1:*", "(UID RFC822.SIZE INTERNALDATE BODY.PEEK[])", sink);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     std::printf("{\"messages\": %llu, \"bytes\": %llu, \"seconds\": %.4f}\n",
-                static_cast<unsigned long long>(sink.messages_), static_cast<unsigned long long>(sink.bytes_), seconds);
+                static_cast<unsigned long long>(sink.messages_),
+                static_cast<unsigned long long>(sink.bytes_), seconds);
   } else {
     std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE | fetch FOLDER\n");
     return 2;

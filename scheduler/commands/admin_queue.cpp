@@ -8,7 +8,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/support.hpp"
-#include "mailsync/config/routes.hpp"
+#include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 
 namespace mailsync::admin {
@@ -325,28 +325,36 @@ int run_routes(std::span<const std::string> args) {
   options.add_options()("help,h", "show this help")("json", "print JSON");
   po::variables_map vm;
   if (auto exit = parse_options("routes", options, args, vm)) return *exit;
-  const config::RoutesLoad load = config::load_routes();
-  if (!load.ok()) {
-    for (const auto& error : load.errors)
-      std::cerr << "mailsync routes: " << load.source << ": " << error << "\n";
+  const config::Config loaded = config::load_config(config::Needs::kStructure);
+  for (const auto& warning : loaded.warnings)
+    std::cerr << "mailsync routes: warning: " << warning << "\n";
+  if (!loaded.ok()) {
+    for (const auto& error : loaded.errors) std::cerr << "mailsync routes: " << error << "\n";
     return exit_code::kUsage;
   }
+  // Secrets are not read here, let alone printed.
   if (vm.count("json")) {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& r : load.routes)
+    for (const auto& r : loaded.routes)
       out.push_back({{"route_key", r.key()},
                      {"gmail_email", r.gmail_email},
                      {"outlook_email", r.outlook_email},
                      {"outlook_target_folder", r.target_folder},
-                     {"enabled", r.enabled}});
+                     {"enabled", r.enabled},
+                     {"mark_seen", r.mark_seen},
+                     {"create_folder", r.create_folder},
+                     {"fallback_window_hours", r.fallback_window_hours},
+                     {"initial_sync", config::to_string(r.initial_sync)},
+                     {"gmail_client_id", r.gmail_client_id}});
     std::cout << out.dump(2) << "\n";
     return exit_code::kOk;
   }
   std::vector<std::vector<std::string>> rows;
-  for (const auto& r : load.routes)
-    rows.push_back(
-        {r.gmail_email, r.outlook_email, r.target_folder, r.enabled ? "yes" : "no", r.key()});
-  print_table({"GMAIL", "OUTLOOK", "FOLDER", "ENABLED", "KEY"}, rows, 100);
+  for (const auto& r : loaded.routes)
+    rows.push_back({r.gmail_email, r.outlook_email, r.target_folder, r.enabled ? "yes" : "no",
+                    std::string(config::to_string(r.initial_sync)), r.key()});
+  print_table({"GMAIL", "OUTLOOK", "FOLDER", "ENABLED", "INITIAL", "KEY"}, rows, 100);
+  std::cout << "\nfrom " << loaded.routes_source << "\n";
   return exit_code::kOk;
 }
 

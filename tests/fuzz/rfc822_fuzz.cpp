@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (scanner.result() != whole) __builtin_trap();
   if (const auto date = parse_internaldate(input)) {
     const auto again = parse_internaldate(format_internaldate(*date));
-    if (!again || again->instant != date->instant || again->offset_minutes != date->offset_minutes) __builtin_trap();
+    if (!again || again->instant != date->instant || again->offset_minutes != date->offset_minutes)
+      __builtin_trap();
   }
   return 0;
 }

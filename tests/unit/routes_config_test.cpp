@@ -1,54 +1,181 @@
-#include <gtest/gtest.h>
+// The configuration loader, table-style: what it accepts, and every problem it names at once.
 
-#include "mailsync/config/routes.hpp"
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "mailsync/config/config.hpp"
 
 namespace {
 
-using mailsync::config::parse_routes_json;
+using namespace mailsync::config;
 
-TEST(RoutesJson, ParsesRoutesAndBuildsTheDynamoCompatibleKey) {
-  const auto load = parse_routes_json(
-      R"([{"gmail_email": "alice@gmail.com", "outlook_target_folder": "Gmail/alice"},
-          {"gmail_email": "bob@gmail.com", "outlook_email": "team@outlook.com", "outlook_target_folder": "B", "enabled": false}])",
-      "me@outlook.com");
-  ASSERT_TRUE(load.ok()) << load.errors.front();
-  ASSERT_EQ(load.routes.size(), 2u);
-  EXPECT_EQ(load.routes[0].key(), "ROUTE#alice@gmail.com#DEST#me@outlook.com#FOLDER#Gmail/alice");
-  EXPECT_EQ(load.routes[1].outlook_email, "team@outlook.com");
-  EXPECT_FALSE(load.routes[1].enabled);
+Settings defaults() {
+  Settings s;
+  s.outlook_email = "me@outlook.com";
+  s.gmail_client_id = "client.apps.googleusercontent.com";
+  s.gmail_client_secret = Secret("shh", Secret::Source::kEnv, "env:GMAIL_CLIENT_SECRET");
+  return s;
+}
+
+Config parse(const std::string& json, Needs needs = Needs::kStructure) {
+  Config config;
+  config.routes_source = "SYNC_ROUTES_JSON";
+  parse_routes_json(json, defaults(), needs, config);
+  return config;
+}
+
+TEST(RoutesJson, ParsesRoutesWithDefaultsAndBuildsTheDynamoCompatibleKey) {
+  const Config config = parse(R"([
+    {"gmail_email": "alice@gmail.com", "outlook_target_folder": "Gmail/alice"},
+    {"gmail_email": "bob@gmail.com", "outlook_email": "team@outlook.com", "outlook_target_folder": "B",
+     "enabled": false, "mark_seen": true, "create_folder": false, "fallback_window_hours": 48, "initial_sync": "all"}])");
+  ASSERT_TRUE(config.ok()) << config.errors.front();
+  ASSERT_EQ(config.routes.size(), 2u);
+  const Route& alice = config.routes[0];
+  EXPECT_EQ(alice.key(), "ROUTE#alice@gmail.com#DEST#me@outlook.com#FOLDER#Gmail/alice");
+  EXPECT_TRUE(alice.enabled);
+  EXPECT_FALSE(alice.mark_seen);
+  EXPECT_TRUE(alice.create_folder);
+  EXPECT_EQ(alice.fallback_window_hours, 24);
+  EXPECT_EQ(alice.initial_sync, InitialSync::kWindow);
+  EXPECT_EQ(alice.gmail_client_id, "client.apps.googleusercontent.com");
+  const Route& bob = config.routes[1];
+  EXPECT_EQ(bob.outlook_email, "team@outlook.com");
+  EXPECT_FALSE(bob.enabled);
+  EXPECT_TRUE(bob.mark_seen);
+  EXPECT_FALSE(bob.create_folder);
+  EXPECT_EQ(bob.fallback_window_hours, 48);
+  EXPECT_EQ(bob.initial_sync, InitialSync::kAll);
 }
 
 TEST(RoutesJson, NamesEveryProblemAtOnce) {
-  const auto load = parse_routes_json(
-      R"([{"gmail_email": "a@gmail.com"}, {"gmail_email": "b", "outlook_target_folder": "F", "enabled": "yes"},
-          {"gmail_email": "a@gmail.com", "outlook_target_folder": "F"}, {"gmail_email": "a@gmail.com", "outlook_target_folder": "F"}])",
-      "me@outlook.com");
-  ASSERT_EQ(load.errors.size(), 4u);
-  EXPECT_EQ(load.errors[0], "route 1 (a@gmail.com): outlook_target_folder is missing");
-  EXPECT_EQ(load.errors[1], "route 2: enabled must be true or false");
-  EXPECT_EQ(load.errors[2], "route 2 (b): gmail_email 'b' is not an email address");
-  EXPECT_EQ(
-      load.errors[3],
-      "route 4 (a@gmail.com): duplicate route ROUTE#a@gmail.com#DEST#me@outlook.com#FOLDER#F");
+  const Config config = parse(R"([
+    {"gmail_email": "a@gmail.com"},
+    {"gmail_email": "b", "outlook_target_folder": "F", "enabled": "yes", "colour": "blue"},
+    {"gmail_email": "c@gmail.com", "outlook_target_folder": "F", "initial_sync": "some", "fallback_window_hours": 0},
+    {"gmail_email": "a@gmail.com", "outlook_target_folder": "X"},
+    {"gmail_email": "a@gmail.com", "outlook_target_folder": "X"},
+    7])");
+  const std::vector<std::string> expected = {
+      "route 1 (a@gmail.com): outlook_target_folder is missing",
+      "route 2 (b): unknown option 'colour'",
+      "route 2 (b): enabled must be true or false",
+      "route 2 (b): gmail_email 'b' is not an email address",
+      "route 3 (c@gmail.com): initial_sync 'some' is not window, all or none",
+      "route 3 (c@gmail.com): fallback_window_hours must be between 1 and 8784",
+      "route 5 (a@gmail.com): duplicate route ROUTE#a@gmail.com#DEST#me@outlook.com#FOLDER#X",
+      "route 6: not a JSON object",
+  };
+  EXPECT_EQ(config.errors, expected);
 }
 
-TEST(RoutesJson, RequiresAnOutlookAddressFromTheRouteOrTheDefault) {
-  const auto load =
-      parse_routes_json(R"([{"gmail_email": "a@gmail.com", "outlook_target_folder": "F"}])", "");
-  ASSERT_EQ(load.errors.size(), 1u);
-  EXPECT_NE(load.errors[0].find("outlook_email '' is not an email address"), std::string::npos);
+TEST(RoutesJson, RejectsWhatIsNotANonEmptyArrayOfObjects) {
+  EXPECT_EQ(parse("{").errors, std::vector<std::string>{"SYNC_ROUTES_JSON: not valid JSON"});
+  EXPECT_EQ(parse("[]").errors.size(), 1u);
+  EXPECT_EQ(parse(R"({"gmail_email": "a@gmail.com"})").errors.size(), 1u);
 }
 
-TEST(RoutesJson, RejectsWhatIsNotAnArrayOfObjects) {
-  EXPECT_EQ(parse_routes_json("{", "").errors.front(), "routes are not valid JSON");
-  EXPECT_EQ(parse_routes_json(R"({"gmail_email": "a@gmail.com"})", "").errors.front(),
-            "routes must be a JSON array of objects");
+TEST(RoutesJson, RefusesFolderNamesThatCannotBeSentSafely) {
+  EXPECT_FALSE(
+      parse(R"([{"gmail_email": "a@gmail.com", "outlook_target_folder": "A\r\nB"}])").ok());
+  EXPECT_FALSE(
+      parse("[{\"gmail_email\": \"a@gmail.com\", \"outlook_target_folder\": \"\xff\"}]").ok());
+  EXPECT_FALSE(parse(R"([{"gmail_email": "a#b@gmail.com", "outlook_target_folder": "F"}])").ok());
 }
 
-TEST(RoutesJson, RefusesAHashInAnAddressBecauseItWouldBreakTheKey) {
-  const auto load = parse_routes_json(
-      R"([{"gmail_email": "a#b@gmail.com", "outlook_target_folder": "F"}])", "me@outlook.com");
-  EXPECT_FALSE(load.ok());
+class SecretFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/mailsync-secrets.XXXXXX";
+    dir_ = ::mkdtemp(dir_template);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string write(const std::string& name, const std::string& content, mode_t mode) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << content;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(SecretFiles, ResolvesValuesEnvironmentVariablesAndFiles) {
+  ::setenv("MAILSYNC_TEST_SECRET", "from-env", 1);
+  const std::string path = write("token", "from-file\n", 0600);
+  const auto inline_value = resolve_secret("plain", "field");
+  const auto env = resolve_secret("env:MAILSYNC_TEST_SECRET", "field");
+  const auto file = resolve_secret("file:" + path, "field");
+  EXPECT_EQ(inline_value.secret->reveal(), "plain");
+  EXPECT_EQ(env.secret->reveal(), "from-env");
+  EXPECT_EQ(env.secret->reference(), "env:MAILSYNC_TEST_SECRET");
+  EXPECT_EQ(file.secret->reveal(), "from-file") << "the trailing newline is not part of the secret";
+  EXPECT_EQ(file.secret->file(), std::filesystem::path(path));
+  EXPECT_EQ(file.warning, "");
+}
+
+TEST_F(SecretFiles, NamesUnreadableFilesAndUnsetVariablesWithoutValues) {
+  ::unsetenv("MAILSYNC_TEST_UNSET");
+  EXPECT_EQ(resolve_secret("env:MAILSYNC_TEST_UNSET", "MS_REFRESH_TOKEN").error,
+            "MS_REFRESH_TOKEN: environment variable MAILSYNC_TEST_UNSET (from "
+            "env:MAILSYNC_TEST_UNSET) is not set");
+  EXPECT_NE(resolve_secret("file:" + dir_ + "/missing", "x")
+                .error.find("cannot read " + dir_ + "/missing"),
+            std::string::npos);
+  EXPECT_NE(resolve_secret("file:" + write("empty", "\n", 0600), "x").error.find("is empty"),
+            std::string::npos);
+}
+
+TEST_F(SecretFiles, WarnsAboutFilesOthersCanRead) {
+  const auto loose = resolve_secret("file:" + write("loose", "t", 0644), "gmail_refresh_token");
+  ASSERT_TRUE(loose.secret.has_value());
+  EXPECT_NE(loose.warning.find("readable by others (mode 0644); chmod 600"), std::string::npos)
+      << loose.warning;
+}
+
+TEST_F(SecretFiles, WritesSecretsAtomicallyWithMode0600) {
+  const std::string path = write("rotating", "old", 0644);
+  write_secret_file(path, "new-token");
+  std::ifstream in(path);
+  std::string content;
+  std::getline(in, content);
+  EXPECT_EQ(content, "new-token");
+  struct stat info {};
+  ::stat(path.c_str(), &info);
+  EXPECT_EQ(info.st_mode & 0777, 0600u);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
+                          std::filesystem::directory_iterator()),
+            1)
+      << "no temporary file left behind";
+}
+
+TEST_F(SecretFiles, ParsingWithSecretsResolvesEveryRouteSecretAndNamesFailures) {
+  const std::string token = write("alice", "alice-token", 0600);
+  const Config config = parse(R"([
+    {"gmail_email": "alice@gmail.com", "outlook_target_folder": "A", "gmail_refresh_token": "file:)" +
+                                  token + R"("},
+    {"gmail_email": "bob@gmail.com", "outlook_target_folder": "B", "gmail_refresh_token": "file:/nonexistent/bob"},
+    {"gmail_email": "carol@gmail.com", "outlook_target_folder": "C"}])",
+                              Needs::kSecrets);
+  ASSERT_EQ(config.errors.size(), 2u);
+  EXPECT_NE(config.errors[0].find(
+                "route 2 (bob@gmail.com): gmail_refresh_token: cannot read /nonexistent/bob"),
+            std::string::npos);
+  EXPECT_EQ(config.errors[1], "route 3 (carol@gmail.com): gmail_refresh_token is missing");
+  EXPECT_EQ(config.routes[0].gmail_refresh_token->reveal(), "alice-token");
+  EXPECT_EQ(config.routes[0].gmail_client_secret->reference(), "env:GMAIL_CLIENT_SECRET");
+}
+
+TEST(TokenUrls, AreHttpsOrLoopbackHttp) {
+  EXPECT_TRUE(acceptable_token_url("https://oauth2.googleapis.com/token"));
+  EXPECT_TRUE(acceptable_token_url("http://127.0.0.1:8080/google/token"));
+  EXPECT_TRUE(acceptable_token_url("http://localhost:8080/token"));
+  EXPECT_FALSE(acceptable_token_url("http://oauth2.googleapis.com/token"));
+  EXPECT_FALSE(acceptable_token_url("http://127.0.0.1.evil.com/token"));
+  EXPECT_FALSE(acceptable_token_url("ftp://x"));
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "mailsync/config/routes.hpp"
+#include "mailsync/config/config.hpp"
 #include "mailsync/queue/job.hpp"
 
 // Statements about routes and their route_sync jobs: the scheduler's cycle and the admin
