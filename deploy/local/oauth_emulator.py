@@ -13,7 +13,9 @@ when the real providers would.
   POST /introspect/google, /introspect/microsoft     Dovecot passdb oauth2, introspection_mode = post
   POST /admin/revoke   {"refresh_token"|"access_token"|"user": ...}  revoke while tests run
   POST /admin/grant    {"provider", "user"} -> {"refresh_token"}      mint a refresh token
-  POST /admin/config   {"expires_in", "fail_next", "delay_ms", "revoke_rotated"}
+  POST /admin/config   {"expires_in", "fail_next", "delay_ms", "revoke_rotated"[, "user"]}
+                       with "user", the knobs apply to that user's refresh grants only, so tests
+                       running in parallel do not disturb each other
   GET  /admin/stats    counts of grants and introspections per user (no token values)
   GET  /healthz
 
@@ -53,10 +55,7 @@ class State:
                 self.refresh[token] = {"provider": provider, "user": user, "revoked": False}
         self.access = {}  # access token -> {"provider", "user", "expires_at", "revoked"}
         self.codes = {}   # authorization code -> {"provider", "user", "client_id", "redirect_uri", "challenge"}
-        self.expires_in = 3599
-        self.fail_next = 0
-        self.delay_ms = 0
-        self.revoke_rotated = False
+        self.knobs = {None: {"expires_in": 3599, "fail_next": 0, "delay_ms": 0, "revoke_rotated": False}}
         self.stats = {"token_requests": 0, "token_errors": 0, "introspections": 0,
                       "introspections_active": 0, "grants_by_user": {}}
 
@@ -143,13 +142,19 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- token endpoint -------------------------------------------------------------------------
 
+    def knobs_for(self, user):
+        """The user's own knobs if a test set any, else the global ones (caller holds the lock)."""
+        return self.state.knobs.get(user, self.state.knobs[None])
+
     def token(self, provider, body):
         st = self.state
         with st.lock:
             st.stats["token_requests"] += 1
-            delay, fail = st.delay_ms, st.fail_next > 0
+            entry = st.refresh.get(body.get("refresh_token", ""))
+            knobs = self.knobs_for(entry["user"] if entry else None)
+            delay, fail = knobs["delay_ms"], knobs["fail_next"] > 0
             if fail:
-                st.fail_next -= 1
+                knobs["fail_next"] -= 1
         if delay:
             time.sleep(delay / 1000.0)
         if fail:
@@ -172,17 +177,18 @@ class Handler(BaseHTTPRequestHandler):
     def issue(self, provider, user, rotate_from=None):
         st = self.state
         access = "ya29.emu-" + secrets.token_urlsafe(24) if provider == "google" else "EwB.emu-" + secrets.token_urlsafe(32)
+        expires_in = self.knobs_for(user)["expires_in"]
         st.access[access] = {"provider": provider, "user": user,
-                             "expires_at": time.time() + st.expires_in, "revoked": False}
+                             "expires_at": time.time() + expires_in, "revoked": False}
         grants = st.stats["grants_by_user"]
         grants[user] = grants.get(user, 0) + 1
-        response = {"access_token": access, "expires_in": st.expires_in, "token_type": "Bearer",
+        response = {"access_token": access, "expires_in": expires_in, "token_type": "Bearer",
                     "scope": SCOPES[provider]}
         if provider == "microsoft":
-            response["ext_expires_in"] = st.expires_in
+            response["ext_expires_in"] = expires_in
             new_refresh = "M.emu-" + secrets.token_urlsafe(32)
             st.refresh[new_refresh] = {"provider": provider, "user": user, "revoked": False}
-            if rotate_from is not None and st.revoke_rotated:
+            if rotate_from is not None and self.knobs_for(user)["revoke_rotated"]:
                 st.refresh[rotate_from]["revoked"] = True
             response["refresh_token"] = new_refresh
         return response
@@ -293,13 +299,14 @@ class Handler(BaseHTTPRequestHandler):
     def admin_config(self, body):
         st = self.state
         with st.lock:
+            user = body.get("user")
+            knobs = st.knobs.setdefault(user, dict(st.knobs[None]))
             for key in ("expires_in", "fail_next", "delay_ms"):
                 if key in body:
-                    setattr(st, key, int(body[key]))
+                    knobs[key] = int(body[key])
             if "revoke_rotated" in body:
-                st.revoke_rotated = bool(body["revoke_rotated"])
-            current = {"expires_in": st.expires_in, "fail_next": st.fail_next,
-                       "delay_ms": st.delay_ms, "revoke_rotated": st.revoke_rotated}
+                knobs["revoke_rotated"] = bool(body["revoke_rotated"])
+            current = dict(knobs)
         self.reply(200, current)
 
 

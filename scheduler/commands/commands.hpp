@@ -14,5 +14,6 @@ int run_dead(std::span<const std::string> args);
 int run_pause(std::span<const std::string> args);
 int run_resume(std::span<const std::string> args);
 int run_routes(std::span<const std::string> args);
+int run_auth(std::span<const std::string> args);
 
 }  // namespace mailsync::admin

@@ -107,6 +107,10 @@ ChildProcess::~ChildProcess() {
   ::unlink(err_path_.c_str());
 }
 
+std::string ChildProcess::read_err() const {
+  return slurp(err_path_);
+}
+
 void ChildProcess::signal(int signal_number) const {
   if (pid_ > 0) ::kill(pid_, signal_number);
 }

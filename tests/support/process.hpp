@@ -28,6 +28,7 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
   ProcessResult wait();
   void signal(int signal_number) const;
+  std::string read_err() const;  // what the child wrote to stderr so far
   int pid() const { return pid_; }
 
  private:

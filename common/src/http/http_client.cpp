@@ -99,6 +99,10 @@ struct HttpClient::Impl {
                       is_retryable(code));
     }
     curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response.status);
+    char* location = nullptr;
+    if (curl_easy_getinfo(handle, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+        location != nullptr)
+      response.redirect_url = location;
     return response;
   }
 };

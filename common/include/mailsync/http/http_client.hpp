@@ -18,6 +18,7 @@ struct HttpOptions {
 struct HttpResponse {
   long status = 0;
   std::string body;
+  std::string redirect_url;  // Location of a 3xx (redirects are not followed)
 };
 
 // The request did not produce an HTTP response: DNS, connect, TLS, timeout. The message names the

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -15,5 +16,8 @@ std::string_view trim(std::string_view text);
 
 // Lower-case hex of the bytes.
 std::string to_hex(std::string_view bytes);
+
+// "a=1&b=x%20y" -> {a: "1", b: "x y"} ('+' is a space, as in HTML forms). Later keys win.
+std::map<std::string, std::string> parse_query(std::string_view query);
 
 }  // namespace mailsync::util

@@ -1,0 +1,142 @@
+#include "mailsync/oauth/token_provider.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "mailsync/oauth/token_response.hpp"
+#include "mailsync/util/sha256.hpp"
+
+namespace mailsync::oauth {
+
+struct TokenProvider::Entry {
+  std::mutex refresh_mutex;  // held while refreshing: the single flight
+  std::optional<AccessToken> token;
+  std::chrono::system_clock::time_point refresh_at;
+  std::string refresh_token;  // the current one; differs from the configured one after rotation
+  bool rotation_warned = false;
+};
+
+TokenProvider::TokenProvider(TokenProviderOptions options) : options_(std::move(options)) {
+  if (!options_.sleep)
+    options_.sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
+}
+
+int TokenProvider::refreshes() const {
+  return refreshes_.load();
+}
+
+std::shared_ptr<TokenProvider::Entry> TokenProvider::entry_for(const Credential& credential) {
+  // Keyed by the configured refresh token's hash (never the token itself), client and endpoint.
+  const std::string key = credential.token_url + "\n" + credential.client_id + "\n" +
+                          util::Sha256::hex_of(credential.refresh_token.reveal());
+  std::lock_guard lock(mutex_);
+  auto& entry = entries_[key];
+  if (!entry) {
+    entry = std::make_shared<Entry>();
+    entry->refresh_token = credential.refresh_token.reveal();
+  }
+  return entry;
+}
+
+AccessToken TokenProvider::get(const Credential& credential) {
+  const std::shared_ptr<Entry> entry = entry_for(credential);
+  std::lock_guard lock(entry->refresh_mutex);  // waiters get the token the first one fetched
+  if (entry->token && options_.now() < entry->refresh_at) return *entry->token;
+  return refresh(credential, *entry);
+}
+
+void TokenProvider::invalidate(const Credential& credential, const std::string& rejected) {
+  const std::shared_ptr<Entry> entry = entry_for(credential);
+  std::lock_guard lock(entry->refresh_mutex);
+  if (entry->token && entry->token->value == rejected) entry->token.reset();
+}
+
+AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
+  const bool google = credential.provider == Provider::kGoogle;
+  http::FormFields fields = {{"grant_type", "refresh_token"},
+                             {"client_id", credential.client_id},
+                             {"refresh_token", entry.refresh_token}};
+  if (credential.client_secret)
+    fields.emplace_back("client_secret", credential.client_secret->reveal());
+  if (!google) fields.emplace_back("scope", kMicrosoftScope);
+
+  std::chrono::milliseconds backoff = options_.first_backoff;
+  std::string last_problem;
+  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
+    ++refreshes_;
+    std::optional<TokenResponse> response;
+    try {
+      http::HttpClient client(options_.http);
+      const http::HttpResponse http = client.post_form(credential.token_url, fields);
+      response = parse_token_response(http.status, http.body);
+    } catch (const http::HttpError& e) {
+      if (!e.retryable())
+        throw TokenUnavailable(credential.label + ": token endpoint: " + e.what());
+      last_problem = e.what();
+    }
+    if (response) {
+      if (const auto* grant = std::get_if<TokenGrant>(&*response)) {
+        const auto now = options_.now();
+        const auto margin =
+            std::min<std::chrono::seconds>(options_.refresh_margin, grant->expires_in / 2);
+        entry.token = AccessToken{grant->access_token, now + grant->expires_in};
+        entry.refresh_at = now + grant->expires_in - margin;
+        if (grant->refresh_token && *grant->refresh_token != entry.refresh_token) {
+          entry.refresh_token = *grant->refresh_token;
+          if (const auto path = credential.refresh_token.file()) {
+            try {
+              config::write_secret_file(*path, entry.refresh_token);
+              spdlog::info("oauth: {}: stored the rotated refresh token in {}", credential.label,
+                           path->string());
+            } catch (const std::exception& e) {
+              spdlog::warn(
+                  "oauth: {}: the refresh token was rotated but could not be stored ({}); it is "
+                  "kept in "
+                  "memory until restart",
+                  credential.label, e.what());
+            }
+          } else if (!entry.rotation_warned) {
+            entry.rotation_warned = true;
+            spdlog::warn(
+                "oauth: {}: the provider rotated the refresh token; it came from {}, so the new "
+                "one is kept "
+                "only in memory until mailsync restarts. Give it as file:PATH to have it stored",
+                credential.label, credential.refresh_token.reference());
+          }
+        }
+        spdlog::info("oauth: {}: new access token, valid {} s", credential.label,
+                     grant->expires_in.count());
+        return *entry.token;
+      }
+      const auto& error = std::get<TokenError>(*response);
+      const std::string what =
+          error.error + (error.description.empty() ? "" : ": " + error.description);
+      if (error.kind == TokenError::Kind::kInvalidGrant ||
+          error.kind == TokenError::Kind::kInvalidClient) {
+        entry.token.reset();
+        throw AuthRequired(credential.label + ": the token endpoint refused the " +
+                           (error.kind == TokenError::Kind::kInvalidGrant ? "refresh token"
+                                                                          : "client id or secret") +
+                           " (" + what + "); get a new refresh token with `mailsync auth " +
+                           (google ? "gmail" : "microsoft") + "`, update " +
+                           credential.refresh_token.reference() +
+                           ", then run `mailsync resume` for the route");
+      }
+      if (error.kind == TokenError::Kind::kOther)
+        throw AuthRequired(credential.label + ": the token endpoint rejected the request (" + what +
+                           ")");
+      last_problem = "HTTP " + std::to_string(error.status) + " " + what;
+    }
+    if (attempt < options_.attempts) {
+      spdlog::warn("oauth: {}: token endpoint unavailable ({}); retrying in {} ms",
+                   credential.label, last_problem, backoff.count());
+      options_.sleep(backoff);
+      backoff *= 2;
+    }
+  }
+  throw TokenUnavailable(credential.label + ": token endpoint unavailable after " +
+                         std::to_string(options_.attempts) + " attempts: " + last_problem);
+}
+
+}  // namespace mailsync::oauth
