@@ -31,8 +31,10 @@ int main(int argc, char** argv) {
                       {}},
               Command{"auth", "auth gmail|microsoft", "obtain a refresh token interactively",
                       mailsync::admin::run_auth},
-              Command{"gate", "gate", "check the DynamoDB gate (exit 0 or 3)", {}},
-              Command{"dynamo", "dynamo create-table", "create the DynamoDB table with TTL", {}},
+              Command{"gate", "gate", "check the DynamoDB gate (exit 0 or 3)",
+                      mailsync::admin::run_gate},
+              Command{"dynamo", "dynamo create-table", "create the DynamoDB table with TTL",
+                      mailsync::admin::run_dynamo},
           },
       .footer =
           "Configuration comes from the environment (MAILSYNC_DATABASE_URL, SYNC_ROUTES_JSON,\n"

@@ -15,5 +15,7 @@ int run_pause(std::span<const std::string> args);
 int run_resume(std::span<const std::string> args);
 int run_routes(std::span<const std::string> args);
 int run_auth(std::span<const std::string> args);
+int run_gate(std::span<const std::string> args);
+int run_dynamo(std::span<const std::string> args);
 
 }  // namespace mailsync::admin

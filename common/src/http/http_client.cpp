@@ -136,19 +136,40 @@ HttpClient::~HttpClient() {
 }
 
 HttpResponse HttpClient::post(const std::string& url, const std::string& content_type,
-                              const std::string& body) {
+                              const std::string& body, const std::vector<std::string>& headers,
+                              const AwsSigV4* sigv4) {
   struct HeaderList {
     curl_slist* list = nullptr;
     ~HeaderList() { curl_slist_free_all(list); }
-  } headers;
-  headers.list = curl_slist_append(headers.list, ("Content-Type: " + content_type).c_str());
-  headers.list = curl_slist_append(headers.list, "Accept: application/json");
+  } header_list;
+  header_list.list = curl_slist_append(header_list.list, ("Content-Type: " + content_type).c_str());
+  header_list.list = curl_slist_append(header_list.list, "Accept: application/json");
+  for (const auto& header : headers)
+    header_list.list = curl_slist_append(header_list.list, header.c_str());
   CURL* h = impl_->handle;
   curl_easy_setopt(h, CURLOPT_POST, 1L);
   curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   // Not copied by libcurl: `body` outlives perform(); GET switches the method back.
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  return impl_->perform(url, headers.list);
+  std::string credentials;
+  if (sigv4 != nullptr) {
+    if (!sigv4->session_token.empty())
+      header_list.list = curl_slist_append(
+          header_list.list, ("X-Amz-Security-Token: " + sigv4->session_token).c_str());
+    credentials = sigv4->access_key_id + ":" + sigv4->secret_access_key;
+    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4->scope.c_str());
+    curl_easy_setopt(h, CURLOPT_USERPWD, credentials.c_str());
+  }
+  struct ResetSigning {
+    CURL* handle;
+    bool active;
+    ~ResetSigning() {
+      if (!active) return;
+      curl_easy_setopt(handle, CURLOPT_AWS_SIGV4, nullptr);
+      curl_easy_setopt(handle, CURLOPT_USERPWD, nullptr);
+    }
+  } reset{h, sigv4 != nullptr};
+  return impl_->perform(url, header_list.list);
 }
 
 HttpResponse HttpClient::post_form(const std::string& url, const FormFields& fields) {

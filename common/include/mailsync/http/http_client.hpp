@@ -36,6 +36,14 @@ class HttpError : public std::runtime_error {
 
 using FormFields = std::vector<std::pair<std::string, std::string>>;
 
+// AWS Signature Version 4, computed by libcurl (CURLOPT_AWS_SIGV4), for the DynamoDB client.
+struct AwsSigV4 {
+  std::string scope;  // "aws:amz:REGION:SERVICE"
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  // empty unless temporary credentials
+};
+
 // application/x-www-form-urlencoded body (RFC 1866 8.2.1 / WHATWG): unreserved bytes as they are,
 // everything else %XX.
 std::string form_encode(const FormFields& fields);
@@ -51,7 +59,8 @@ class HttpClient {
 
   HttpResponse post_form(const std::string& url, const FormFields& fields);
   HttpResponse post(const std::string& url, const std::string& content_type,
-                    const std::string& body);
+                    const std::string& body, const std::vector<std::string>& headers = {},
+                    const AwsSigV4* sigv4 = nullptr);
   HttpResponse get(const std::string& url);
 
  private:

@@ -1,0 +1,107 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mailsync/config/secret.hpp"
+#include "mailsync/http/http_client.hpp"
+
+// A small DynamoDB client over its JSON API (DynamoDB_20120810), signed with SigV4 by libcurl.
+// Not thread-safe: one per thread.
+namespace mailsync::dynamo {
+
+struct DynamoOptions {
+  std::string region;
+  std::string table;
+  std::string
+      endpoint;  // empty: https://dynamodb.<region>.amazonaws.com; DYNAMODB_ENDPOINT for local use
+  std::string access_key_id;
+  config::Secret secret_access_key;
+  std::optional<config::Secret> session_token;
+  http::HttpOptions http{.connect_timeout = std::chrono::seconds(3),
+                         .total_timeout = std::chrono::seconds(10)};
+  int attempts = 4;  // throttling, 5xx and network errors
+  std::chrono::milliseconds first_backoff{100};
+  std::function<void(std::chrono::milliseconds)> sleep;  // default: sleep_for
+};
+
+class DynamoError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kUnavailable,      // network, 5xx: the gate is closed
+    kThrottled,        // ProvisionedThroughputExceeded, Throttling, RequestLimitExceeded
+    kAuth,             // UnrecognizedClient, AccessDenied, InvalidSignature, ExpiredToken,
+                       // MissingAuthenticationToken
+    kNotFound,         // ResourceNotFound: no such table
+    kConditionFailed,  // ConditionalCheckFailed
+    kInvalid,          // ValidationException and any other 4xx
+  };
+  DynamoError(Kind kind, std::string aws_type, const std::string& message)
+      : std::runtime_error(message), kind_(kind), aws_type_(std::move(aws_type)) {}
+  Kind kind() const { return kind_; }
+  const std::string& aws_type() const { return aws_type_; }
+
+ private:
+  Kind kind_;
+  std::string aws_type_;
+};
+
+// {"S": "..."} / {"N": "..."}: DynamoDB's attribute values.
+inline nlohmann::json S(const std::string& value) {
+  return {{"S", value}};
+}
+inline nlohmann::json N(int64_t value) {
+  return {{"N", std::to_string(value)}};
+}
+
+class DynamoClient {
+ public:
+  explicit DynamoClient(DynamoOptions options);  // throws std::invalid_argument on missing settings
+  ~DynamoClient();
+
+  const std::string& table() const { return options_.table; }
+
+  // Any operation: the request's TableName is filled in when absent. Retries what is retryable,
+  // throws DynamoError for the rest.
+  nlohmann::json call(const std::string& operation, nlohmann::json request);
+
+  // The gate: DescribeTable, and the table must be ACTIVE. Throws DynamoError.
+  void check_table();
+
+  // PutItem with attribute_not_exists(SK): false when the item already existed.
+  bool put_if_absent(const nlohmann::json& item);
+  void put(const nlohmann::json& item);
+  std::optional<nlohmann::json> get(const std::string& pk, const std::string& sk);
+  // DeleteItem; `condition` (with `values`) guards it; false when the condition failed.
+  bool remove(const std::string& pk, const std::string& sk, const std::string& condition = "",
+              const nlohmann::json& values = nullptr);
+  // Query PK = pk AND begins_with(SK, sk_prefix), all pages.
+  std::vector<nlohmann::json> query(const std::string& pk, const std::string& sk_prefix);
+  // BatchWriteItem of puts, 25 at a time, unprocessed items retried.
+  void batch_put(const std::vector<nlohmann::json>& items);
+
+  // CreateTable (PK, SK strings, on demand) and UpdateTimeToLive on `ttl`. Returns what happened
+  // to TTL: "enabled", or why not (dynalite has no UpdateTimeToLive).
+  std::string create_table();
+
+ private:
+  DynamoOptions options_;
+  std::string url_;
+  std::unique_ptr<http::HttpClient> http_;
+};
+
+// The options from the environment's settings (AWS_REGION, DYNAMODB_TABLE, DYNAMODB_ENDPOINT,
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); errors name what is missing.
+struct DynamoSettings {
+  std::optional<DynamoOptions> options;
+  std::vector<std::string> errors;
+};
+DynamoSettings dynamo_options_from_env(const std::string& ca_file);
+
+}  // namespace mailsync::dynamo
