@@ -1,14 +1,21 @@
 // `mailsync-worker`: claims jobs from mailsync.jobs and runs them (DESIGN.md section 3).
 
+#include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <map>
+#include <set>
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/cli.hpp"
+#include "mailsync/config/config.hpp"
+#include "mailsync/dynamo/dynamo_client.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/worker_pool.hpp"
+#include "mailsync/sync/sync_store.hpp"
+#include "route_sync.hpp"
 
 namespace po = boost::program_options;
 using namespace mailsync;
@@ -20,11 +27,13 @@ int main(int argc, char** argv) {
       "Claims due jobs with FOR UPDATE SKIP LOCKED, runs them on --concurrency threads, heartbeats\n"
       "their leases, retries failures with backoff and dead-letters them after max attempts. Wakes\n"
       "on LISTEN/NOTIFY with a poll fallback; SIGTERM/SIGINT stop it gracefully.\n"
-      "Kinds run by this build: noop (route_sync arrives with the sync pipeline).\n\nOptions");
+      "Job kinds: route_sync (needs the routes configuration, tokens and DynamoDB settings) and\n"
+      "noop (tests and benchmarks).\n\nOptions");
   options.add_options()
       ("help,h", "show this help")
       ("version", "print the version")
       ("concurrency", po::value<int>()->default_value(4), "jobs run at once")
+      ("kinds", po::value<std::string>()->default_value("route_sync,noop"), "job kinds to run, comma-separated")
       ("prefetch", po::value<int>()->default_value(0),
        "claim up to this many jobs beyond --concurrency to wait in memory (short jobs: fewer,\n"
        "larger claims; keep 0 for long jobs)")
@@ -70,8 +79,71 @@ int main(int argc, char** argv) {
   config.lease = std::chrono::seconds(vm["lease-seconds"].as<int>());
   config.shutdown_timeout = std::chrono::seconds(vm["shutdown-timeout-seconds"].as<int>());
 
+  std::set<std::string> kinds;
+  for (std::string_view rest = vm["kinds"].as<std::string>(); !rest.empty();) {
+    const size_t comma = rest.find(',');
+    kinds.insert(std::string(rest.substr(0, comma)));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
   queue::HandlerRegistry handlers;
-  handlers.add(queue::kNoopKind, queue::noop_kind());
+  if (kinds.contains(queue::kNoopKind)) handlers.add(queue::kNoopKind, queue::noop_kind());
+
+  // route_sync: the whole configuration, secrets included, checked before anything starts.
+  std::optional<config::Config> loaded;
+  std::optional<dynamo::DynamoOptions> dynamo_options;
+  std::unique_ptr<oauth::TokenProvider> tokens;
+  std::unique_ptr<worker::OutlookPool> outlook;
+  std::map<std::string, const config::Route*> routes;
+  if (kinds.contains(queue::kRouteSyncKind)) {
+    loaded = config::load_config(config::Needs::kSecrets);
+    const auto dynamo = dynamo::dynamo_options_from_env(loaded->settings.tls_ca_file);
+    std::vector<std::string> problems = loaded->errors;
+    problems.insert(problems.end(), dynamo.errors.begin(), dynamo.errors.end());
+    for (const auto& warning : loaded->warnings) spdlog::warn("configuration: {}", warning);
+    if (!problems.empty()) {
+      for (const auto& problem : problems) std::cerr << "mailsync-worker: " << problem << "\n";
+      std::cerr << "mailsync-worker: (run with --kinds noop to run without routes)\n";
+      return exit_code::kUsage;
+    }
+    dynamo_options = dynamo.options;
+    for (const auto& route : loaded->routes) routes[route.key()] = &route;
+    tokens = std::make_unique<oauth::TokenProvider>(
+        oauth::TokenProviderOptions{.http = {.ca_file = loaded->settings.tls_ca_file}});
+    outlook = std::make_unique<worker::OutlookPool>([&] {
+      return imap::Client::connect(
+          worker::imap_options(loaded->settings, loaded->settings.outlook_imap));
+    });
+    queue::KindConfig route_sync;
+    route_sync.record_attempts = true;
+    route_sync.retry = {std::chrono::seconds(30), 2.0, std::chrono::minutes(30), 0.2};
+    route_sync.handler = [&](queue::JobContext& context) -> queue::JobResult {
+      // One store and one DynamoDB client per executor thread.
+      thread_local std::unique_ptr<sync::SyncStore> store;
+      thread_local std::unique_ptr<dynamo::DynamoClient> dynamo_client;
+      const auto found = routes.find(context.job.route_key.value_or(""));
+      if (found == routes.end() || !found->second->enabled)
+        return queue::JobResult::cancelled("route " + context.job.route_key.value_or("?") +
+                                           " is not configured (or disabled)");
+      try {
+        if (!store)
+          store =
+              sync::make_pg_sync_store(loaded->settings.database_url, "mailsync-worker route_sync");
+        if (!dynamo_client) dynamo_client = std::make_unique<dynamo::DynamoClient>(*dynamo_options);
+        worker::RouteSync sync(loaded->settings, *found->second, *tokens, *store, *dynamo_client,
+                               *outlook);
+        return sync.run(context.job.id, context.cancel_flag).result;
+      } catch (const postgres::DatabaseUnavailable&) {
+        store.reset();  // reconnect on the next job
+        throw;
+      }
+    };
+    handlers.add(queue::kRouteSyncKind, std::move(route_sync));
+  }
+  if (handlers.kinds().empty()) {
+    std::cerr << "mailsync-worker: --kinds names no known kind (route_sync, noop)\n";
+    return exit_code::kUsage;
+  }
+
   try {
     queue::WorkerPool pool(config, std::move(handlers));
     cli::on_stop_signals([](void* p) { static_cast<queue::WorkerPool*>(p)->stop(); }, &pool);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include "mailsync/imap/client.hpp"
@@ -38,20 +39,22 @@ std::unique_ptr<mailsync::imap::Client> connect() {
 
 class HashingSink : public mailsync::imap::FetchSink {
  public:
-  void body_begin(uint32_t, uint64_t) override {}
-  void body_data(std::string_view bytes) override {
-    hash_.update(bytes);
+  void body_begin(uint32_t seq, uint64_t) override { partial_[seq] = mailsync::util::Sha256(); }
+  void body_data(uint32_t seq, std::string_view bytes) override {
+    partial_[seq].update(bytes);
     bytes_ += bytes.size();
   }
   void fetched(const mailsync::imap::FetchData& data) override {
-    if (!data.body_section) return;
-    hash_.finish();
+    const auto found = partial_.find(data.seq);
+    if (!data.body_section || found == partial_.end()) return;
+    found->second.finish();
+    partial_.erase(found);
     ++messages_;
   }
   uint64_t bytes_ = 0, messages_ = 0;
 
  private:
-  mailsync::util::Sha256 hash_;
+  std::map<uint32_t, mailsync::util::Sha256> partial_;
 };
 
 }  // namespace

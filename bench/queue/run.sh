@@ -48,7 +48,7 @@ mailsync_round() {
   local start pids=()
   start=$(now_ms)
   for _ in $(seq "$P"); do
-    LOG_LEVEL=warn MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/worker/mailsync-worker" --drain --concurrency "$C" --prefetch "$PREFETCH" &
+    LOG_LEVEL=warn MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/worker/mailsync-worker" --kinds noop --drain --concurrency "$C" --prefetch "$PREFETCH" &
     pids+=($!)
   done
   wait "${pids[@]}"
@@ -101,7 +101,7 @@ BEGIN
 END $$;
 CREATE TRIGGER bench_latency AFTER DELETE ON mailsync.jobs FOR EACH ROW EXECUTE FUNCTION bench_record_latency();
 SQL
-LOG_LEVEL=warn MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/worker/mailsync-worker" --concurrency 1 &
+LOG_LEVEL=warn MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/worker/mailsync-worker" --kinds noop --concurrency 1 &
 worker=$!
 sleep 0.5
 m_latency=$(node "$root/bench/queue/latency.js" mailsync "$base/mailsync_bench" "$LATENCY_JOBS")

@@ -17,6 +17,7 @@ when the real providers would.
                        with "user", the knobs apply to that user's refresh grants only, so tests
                        running in parallel do not disturb each other
   GET  /admin/stats    counts of grants and introspections per user (no token values)
+  GET  /admin/issued?user=U  the access tokens issued to U (tests scan their output for them)
   GET  /healthz
 
 Errors follow RFC 6749 section 5.2: HTTP 400 {"error": "invalid_grant"} for an unknown, revoked or
@@ -54,6 +55,7 @@ class State:
             for token, user in seed.get(provider, {}).get("refresh_tokens", {}).items():
                 self.refresh[token] = {"provider": provider, "user": user, "revoked": False}
         self.access = {}  # access token -> {"provider", "user", "expires_at", "revoked"}
+        self.issued = {}  # user -> access tokens issued, for tests that scan output for secrets
         self.codes = {}   # authorization code -> {"provider", "user", "client_id", "redirect_uri", "challenge"}
         self.knobs = {None: {"expires_in": 3599, "fail_next": 0, "delay_ms": 0, "revoke_rotated": False}}
         self.stats = {"token_requests": 0, "token_errors": 0, "introspections": 0,
@@ -111,6 +113,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/admin/stats":
             with self.state.lock:
                 return self.reply(200, self.state.stats)
+        if url.path == "/admin/issued":
+            with self.state.lock:
+                return self.reply(200, {"access_tokens": self.state.issued.get(query.get("user", ""), [])})
         provider = self.provider_of(parts, "authorize")
         if provider:
             return self.authorize(provider, query)
@@ -182,6 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                              "expires_at": time.time() + expires_in, "revoked": False}
         grants = st.stats["grants_by_user"]
         grants[user] = grants.get(user, 0) + 1
+        st.issued.setdefault(user, []).append(access)
         response = {"access_token": access, "expires_in": expires_in, "token_type": "Bearer",
                     "scope": SCOPES[provider]}
         if provider == "microsoft":

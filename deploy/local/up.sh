@@ -32,6 +32,9 @@ read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port < <
 
 # ---- users and secrets -----------------------------------------------------------------------
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
+# Mailboxes the integration tests claim one each (tests/support/stack.cpp), so they can run in parallel.
+test_users=()
+for i in $(seq -w 1 40); do test_users+=("sync$i@gmail.test"); done
 outlook_user=me@outlook.test
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 imap_password=$(random)
@@ -199,7 +202,7 @@ CONF
   if [[ $plain_port != 0 ]]; then wait_listening "$plain_port" "dovecot $name (STARTTLS)"; fi
   echo "dovecot-$name $(cat "$dir/run/master.pid")" >>"$stack/pids"
 }
-start_dovecot gmail "$gmail_port" "$starttls_port" google "${gmail_users[@]}"
+start_dovecot gmail "$gmail_port" "$starttls_port" google "${gmail_users[@]}" "${test_users[@]}"
 start_dovecot outlook "$outlook_port" 0 microsoft "$outlook_user"
 
 # ---- dynalite --------------------------------------------------------------------------------
@@ -256,6 +259,7 @@ export MAILSYNC_STACK_PG_PORT='$pg_port'
 export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/postgres'
 export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
+export MAILSYNC_STACK_TEST_USERS='${test_users[*]}'
 export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'
 export MAILSYNC_STACK_ROUTES_FILE='$stack/routes.json'
 export MAILSYNC_STACK_GMAIL_STARTTLS_PORT='$starttls_port'

@@ -17,5 +17,6 @@ int run_routes(std::span<const std::string> args);
 int run_auth(std::span<const std::string> args);
 int run_gate(std::span<const std::string> args);
 int run_dynamo(std::span<const std::string> args);
+int run_run_once(std::span<const std::string> args);
 
 }  // namespace mailsync::admin

@@ -13,7 +13,7 @@ namespace {
 class CountingSink : public mailsync::imap::BodySink {
  public:
   void begin(uint32_t, uint64_t) override { open = true; }
-  void data(std::string_view bytes) override { total += bytes.size(); }
+  void data(uint32_t, std::string_view bytes) override { total += bytes.size(); }
   void end() override { open = false; }
   bool open = false;
   uint64_t total = 0;

@@ -156,8 +156,9 @@ TEST_F(Worker, PollOnlyModeFindsJobsWithoutListen) {
 
 TEST_F(Worker, KilledWorkersJobsAreRescuedAfterTheLeaseAndCompletedElsewhere) {
   const auto ids = enqueue(3, R"({"sleep_ms": 600000})");
-  ChildProcess worker({MAILSYNC_TEST_BIN_WORKER, "--concurrency", "3", "--lease-seconds", "60"},
-                      env());
+  ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop", "--concurrency", "3", "--lease-seconds", "60"},
+      env());
   ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "3"; }))
       << "the worker did not claim the jobs";
   worker.signal(SIGKILL);
@@ -184,8 +185,9 @@ TEST_F(Worker, KilledWorkersJobsAreRescuedAfterTheLeaseAndCompletedElsewhere) {
 TEST_F(Worker, SigtermFinishesShortJobsAndGivesLongOnesBack) {
   const auto short_jobs = enqueue(2, R"({"sleep_ms": 300})");
   const auto long_jobs = enqueue(2, R"({"sleep_ms": 600000})");
-  ChildProcess worker(
-      {MAILSYNC_TEST_BIN_WORKER, "--concurrency", "4", "--shutdown-timeout-seconds", "2"}, env());
+  ChildProcess worker({MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop", "--concurrency", "4",
+                       "--shutdown-timeout-seconds", "2"},
+                      env());
   ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "4"; }));
   worker.signal(SIGTERM);
   const auto result = worker.wait();
@@ -198,8 +200,8 @@ TEST_F(Worker, SigtermFinishesShortJobsAndGivesLongOnesBack) {
 
 TEST_F(Worker, WorkerBinaryDrainsTheQueueAndExitsZero) {
   enqueue(500);
-  const auto result =
-      run_process({MAILSYNC_TEST_BIN_WORKER, "--drain", "--concurrency", "16"}, env());
+  const auto result = run_process(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop", "--drain", "--concurrency", "16"}, env());
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(succeeded_total(), "500");
   EXPECT_EQ(count("true"), "0");

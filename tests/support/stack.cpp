@@ -1,5 +1,6 @@
 #include "support/stack.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -70,6 +71,30 @@ std::unique_ptr<imap::Client> logged_in_client(Server server) {
   auto client = imap::Client::connect(imap_options(server));
   client->authenticate_xoauth2(imap_user(server), access_token(server));
   return client;
+}
+
+std::string claim_gmail_user() {
+  const std::string users = stack_env("MAILSYNC_STACK_TEST_USERS");
+  size_t start = 0;
+  while (start < users.size()) {
+    const size_t end = users.find(' ', start);
+    const std::string user = users.substr(start, end - start);
+    start = end == std::string::npos ? users.size() : end + 1;
+    const std::string lock = stack_env("MAILSYNC_STACK_DIR") + "/claimed-" + user;
+    const int fd = ::open(lock.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd < 0) continue;
+    ::close(fd);
+    return user;
+  }
+  ADD_FAILURE() << "all spare Gmail mailboxes of the stack are taken; restart the stack";
+  return "";
+}
+
+void append_to_gmail(const std::string& user, const std::string& bytes,
+                     const std::string& internaldate, const std::string& folder) {
+  auto client = imap::Client::connect(imap_options(Server::kGmail));
+  client->login(user, stack_env("MAILSYNC_STACK_IMAP_PASSWORD"));
+  client->append(folder, {bytes, {}, internaldate});
 }
 
 std::string unique_name(const std::string& prefix) {

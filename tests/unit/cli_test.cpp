@@ -20,12 +20,6 @@ TEST(MailsyncCli, HelpListsEveryAdminCommandAndExitsZero) {
   EXPECT_NE(result.out.find("4 database unavailable"), std::string::npos);
 }
 
-TEST(MailsyncCli, ACommandNotBuiltYetSaysSoAndExitsTwo) {
-  const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"});
-  EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.err.find("not built yet"), std::string::npos) << result.err;
-}
-
 TEST(MailsyncCli, AnUnknownCommandIsAUsageError) {
   const auto result = run_process({MAILSYNC_TEST_BIN_MAILSYNC, "frobnicate"});
   EXPECT_EQ(result.exit_code, 2);
@@ -57,15 +51,15 @@ TEST(WorkerCli, HelpDescribesTheWorkerOptions) {
 }
 
 TEST(WorkerCli, WithoutDatabaseUrlIsAConfigurationError) {
-  const auto result =
-      run_process({MAILSYNC_TEST_BIN_WORKER}, {{"MAILSYNC_DATABASE_URL", std::nullopt}});
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop"},
+                                  {{"MAILSYNC_DATABASE_URL", std::nullopt}});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("MAILSYNC_DATABASE_URL is not set"), std::string::npos) << result.err;
 }
 
 TEST(WorkerCli, UnreachableDatabaseExitsFour) {
   const auto result =
-      run_process({MAILSYNC_TEST_BIN_WORKER, "--drain"},
+      run_process({MAILSYNC_TEST_BIN_WORKER, "--drain", "--kinds", "noop"},
                   {{"MAILSYNC_DATABASE_URL", "postgresql://u:Pw0rd1x@127.0.0.1:1/db"}});
   EXPECT_EQ(result.exit_code, 4);
   EXPECT_NE(result.err.find("database unavailable"), std::string::npos) << result.err;
@@ -76,6 +70,25 @@ TEST(WorkerCli, MetricsPortIsNotBuiltYet) {
   const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--metrics-port", "9100"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("not built yet"), std::string::npos) << result.err;
+}
+
+TEST(WorkerCli, RouteSyncNeedsTheWholeConfigurationAndNamesWhatIsMissing) {
+  const auto result = run_process(
+      {MAILSYNC_TEST_BIN_WORKER},
+      {{"MAILSYNC_DATABASE_URL", "postgresql://127.0.0.1:1/x"},
+       {"SYNC_ROUTES_JSON", R"([{"gmail_email": "a@gmail.com", "outlook_target_folder": "F"}])"},
+       {"SYNC_ROUTES_FILE", std::nullopt},
+       {"OUTLOOK_EMAIL", "me@outlook.com"},
+       {"GMAIL_CLIENT_ID", "cid"},
+       {"GMAIL_CLIENT_SECRET", std::nullopt},
+       {"MS_CLIENT_ID", std::nullopt},
+       {"MS_REFRESH_TOKEN", std::nullopt},
+       {"AWS_REGION", std::nullopt}});
+  EXPECT_EQ(result.exit_code, 2);
+  for (const char* problem :
+       {"gmail_client_secret is missing", "gmail_refresh_token is missing",
+        "MS_CLIENT_ID is not set", "MS_REFRESH_TOKEN is missing", "AWS_REGION is not set"})
+    EXPECT_NE(result.err.find(problem), std::string::npos) << problem << "\n" << result.err;
 }
 
 TEST(WorkerCli, AnUnknownOptionIsAUsageError) {

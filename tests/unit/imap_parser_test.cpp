@@ -325,7 +325,7 @@ class RecordingSink : public BodySink {
   void begin(uint32_t seq, uint64_t size) override {
     events += "begin " + std::to_string(seq) + " " + std::to_string(size) + ";";
   }
-  void data(std::string_view bytes) override {
+  void data(uint32_t, std::string_view bytes) override {
     body.append(bytes);
     ++chunks;
   }

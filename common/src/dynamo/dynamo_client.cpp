@@ -115,13 +115,13 @@ std::optional<json> DynamoClient::get(const std::string& pk, const std::string& 
   return answer["Item"];
 }
 
-bool DynamoClient::remove(const std::string& pk, const std::string& sk,
-                          const std::string& condition, const json& values) {
-  json request = {{"Key", {{"PK", S(pk)}, {"SK", S(sk)}}}};
-  if (!condition.empty()) request["ConditionExpression"] = condition;
-  if (!values.is_null()) request["ExpressionAttributeValues"] = values;
+bool DynamoClient::remove_pending(const std::string& pk, const std::string& sk) {
   try {
-    call("DeleteItem", request);
+    call("DeleteItem",
+         {{"Key", {{"PK", S(pk)}, {"SK", S(sk)}}},
+          {"ConditionExpression", "#s = :pending"},
+          {"ExpressionAttributeNames", {{"#s", "status"}}},  // "status" is a reserved word
+          {"ExpressionAttributeValues", {{":pending", S("PENDING")}}}});
     return true;
   } catch (const DynamoError& e) {
     if (e.kind() == Kind::kConditionFailed) return false;

@@ -40,6 +40,12 @@ SearchCriteria SearchCriteria::since(std::chrono::system_clock::time_point day) 
   return SearchCriteria("SINCE " + full.substr(0, full.find(' ')));
 }
 
+SearchCriteria SearchCriteria::size_between(uint64_t low, uint64_t high) {
+  std::string text = "SMALLER " + std::to_string(high + 1);
+  if (low > 0) text = "LARGER " + std::to_string(low - 1) + " " + text;
+  return SearchCriteria(text);
+}
+
 SearchCriteria SearchCriteria::header(std::string_view name, std::string_view value) {
   detail::check_argument(name, "header name");
   detail::check_argument(value, "header value");
@@ -80,7 +86,7 @@ class SinkAdapter final : public BodySink {
  public:
   explicit SinkAdapter(FetchSink& sink) : sink_(sink) {}
   void begin(uint32_t seq, uint64_t size) override { sink_.body_begin(seq, size); }
-  void data(std::string_view bytes) override { sink_.body_data(bytes); }
+  void data(uint32_t seq, std::string_view bytes) override { sink_.body_data(seq, bytes); }
   void end() override {}
 
  private:
@@ -116,7 +122,7 @@ void Client::uid_fetch(std::string_view uid_set, std::string_view items, FetchSi
         if (fetch == nullptr) return;
         if (fetch->body && !fetch->body_streamed) {  // small bodies come whole
           sink.body_begin(fetch->seq, fetch->body->size());
-          sink.body_data(*fetch->body);
+          sink.body_data(fetch->seq, *fetch->body);
         }
         sink.fetched(*fetch);
       });

@@ -611,7 +611,7 @@ void ResponseParser::scan() {
       const size_t take = static_cast<size_t>(std::min<uint64_t>(literal_left_, available));
       if (take == 0) break;
       if (literal_streamed_) {
-        sink_->data(std::string_view(buffer_).substr(cursor_, take));
+        sink_->data(literal_seq_, std::string_view(buffer_).substr(cursor_, take));
         buffer_.erase(cursor_, take);
       } else {
         cursor_ += take;
@@ -692,6 +692,7 @@ void ResponseParser::scan() {
       streamed_at_.push_back(cursor_ - start_);
       streamed_sizes_.push_back(*size);
       literal_streamed_ = true;
+      literal_seq_ = seq;
       sink_->begin(seq, *size);
       if (*size == 0) sink_->end();
     } else {

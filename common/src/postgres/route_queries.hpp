@@ -58,7 +58,13 @@ inline constexpr Query kRouteExists{"route_exists",
 
 inline constexpr Query kRoutePause{"route_pause", R"sql(
 WITH route AS (
-  UPDATE mailsync.routes SET paused = $2, updated_at = now() WHERE route_key = $1 RETURNING route_key
+  -- Resuming also clears auth_required: it is what the log tells an operator to run after fixing
+  -- the credentials.
+  UPDATE mailsync.routes
+  SET paused = $2, updated_at = now(),
+      auth_state = CASE WHEN $2 THEN auth_state ELSE 'ok' END,
+      auth_detail = CASE WHEN $2 THEN auth_detail END
+  WHERE route_key = $1 RETURNING route_key
 ),
 cancelled AS (
   UPDATE mailsync.jobs j SET state = 'cancelled', finished_at = now(), last_error = 'route paused'

@@ -66,6 +66,7 @@ class DynamoClient {
   ~DynamoClient();
 
   const std::string& table() const { return options_.table; }
+  const DynamoOptions& options() const { return options_; }
 
   // Any operation: the request's TableName is filled in when absent. Retries what is retryable,
   // throws DynamoError for the rest.
@@ -78,9 +79,8 @@ class DynamoClient {
   bool put_if_absent(const nlohmann::json& item);
   void put(const nlohmann::json& item);
   std::optional<nlohmann::json> get(const std::string& pk, const std::string& sk);
-  // DeleteItem; `condition` (with `values`) guards it; false when the condition failed.
-  bool remove(const std::string& pk, const std::string& sk, const std::string& condition = "",
-              const nlohmann::json& values = nullptr);
+  // DeleteItem of a UID# item only while its status is PENDING; false when it was not.
+  bool remove_pending(const std::string& pk, const std::string& sk);
   // Query PK = pk AND begins_with(SK, sk_prefix), all pages.
   std::vector<nlohmann::json> query(const std::string& pk, const std::string& sk_prefix);
   // BatchWriteItem of puts, 25 at a time, unprocessed items retried.

@@ -59,12 +59,14 @@ using AppendOutcome = std::variant<AppendResult, ImapError>;
 
 // Receives what UID FETCH returns. Bodies arrive as body_begin / body_data (streamed as they come
 // when large, in one piece when small); fetched() follows with the rest of the FETCH response
-// (UID, size, INTERNALDATE, flags, X-GM-MSGID), also for FETCH responses without a body.
+// (UID, size, INTERNALDATE, flags, X-GM-MSGID), also for FETCH responses without a body. A large
+// body may begin streaming before the fetched() of the message before it: every call carries the
+// FETCH's sequence number, and implementations keep their state per sequence number.
 class FetchSink {
  public:
   virtual ~FetchSink() = default;
   virtual void body_begin(uint32_t seq, uint64_t size) = 0;
-  virtual void body_data(std::string_view bytes) = 0;
+  virtual void body_data(uint32_t seq, std::string_view bytes) = 0;
   virtual void fetched(const FetchData& data) = 0;
 };
 
@@ -78,6 +80,8 @@ class SearchCriteria {
   static SearchCriteria since(std::chrono::system_clock::time_point day);
   // HEADER name value (substring match). Throws std::invalid_argument for CR/LF/NUL or non-ASCII.
   static SearchCriteria header(std::string_view name, std::string_view value);
+  // LARGER low-1 SMALLER high+1: RFC822.SIZE within [low, high].
+  static SearchCriteria size_between(uint64_t low, uint64_t high);
   SearchCriteria operator&&(const SearchCriteria& other) const {
     return SearchCriteria(text_ + " " + other.text_);
   }

@@ -32,13 +32,15 @@ class ParseError : public std::runtime_error {
 
 // Receives message bodies (BODY[...] / BINARY[...] / RFC822 literals of FETCH responses) while
 // they arrive, so a 30 MB message never sits in memory whole. begin() comes with the FETCH's
-// sequence number and the body size; end() when its last byte arrived. The FETCH response itself
-// follows from next() with body_streamed set; its UID may only be known then.
+// sequence number and the body size, data() with the same sequence number, end() when its last
+// byte arrived. The FETCH response itself follows from next() with body_streamed set; its UID may
+// only be known then, and the next body may already be streaming by the time it is read: key
+// everything by the sequence number.
 class BodySink {
  public:
   virtual ~BodySink() = default;
   virtual void begin(uint32_t seq, uint64_t size) = 0;
-  virtual void data(std::string_view bytes) = 0;
+  virtual void data(uint32_t seq, std::string_view bytes) = 0;
   virtual void end() = 0;
 };
 
@@ -82,6 +84,7 @@ class ResponseParser {
   size_t text_bytes_ = 0;  // text (not literal) bytes of the current response
   uint64_t literal_left_ = 0;
   bool literal_streamed_ = false;
+  uint32_t literal_seq_ = 0;         // the FETCH whose body is streaming
   std::vector<size_t> streamed_at_;  // offsets (from start_) where streamed literals were cut out
   std::vector<uint64_t> streamed_sizes_;
   std::deque<Response> ready_;

@@ -57,7 +57,8 @@ class RouteStore {
   virtual std::vector<int64_t> enqueue_route_syncs(const EnqueueFilter& filter) = 0;
 
   virtual bool route_exists(const std::string& route_key) = 0;
-  // Sets routes.paused; pausing also cancels the route's queued (not running) route_sync.
+  // Sets routes.paused; pausing also cancels the route's queued (not running) route_sync, resuming
+  // also clears auth_required.
   // Returns false when there is no such route.
   virtual bool set_paused(const std::string& route_key, bool paused) = 0;
 

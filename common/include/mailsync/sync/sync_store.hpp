@@ -1,0 +1,117 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mailsync/config/config.hpp"
+
+// The sync state of routes in Postgres (DESIGN.md section 5): watermarks, UID claims, failures,
+// route outcomes. One connection, one thread; errors as postgres::DatabaseUnavailable / Error.
+namespace mailsync::sync {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+struct Watermark {
+  uint32_t uidvalidity = 0;
+  uint32_t last_uid = 0;
+};
+
+// What claiming a UID found.
+struct ClaimState {
+  enum class Kind { kClaimed, kPending, kDone } kind = Kind::kClaimed;  // kClaimed: ours now
+  std::optional<uint32_t> dest_uid;
+  std::optional<std::string> message_id;
+  std::optional<int64_t> size;
+};
+
+struct Copied {
+  uint32_t uid = 0;
+  std::optional<uint32_t> dest_uidvalidity;
+  std::optional<uint32_t> dest_uid;
+  std::optional<std::string> message_id;
+  std::string sha256_hex;
+  int64_t size = 0;
+  std::optional<TimePoint> internaldate;
+  std::optional<uint64_t> gm_msgid;
+};
+
+struct Failure {
+  uint32_t uid = 0;
+  std::string reason;  // too_large, throttled, network, ...
+  std::string error;   // the server's words
+  bool permanent = false;
+  std::optional<TimePoint> next_retry_at;  // transient only
+  std::optional<std::string> message_id;
+  std::optional<int64_t> size;
+};
+
+struct PendingClaim {
+  uint32_t uidvalidity = 0;
+  uint32_t uid = 0;
+  std::optional<std::string> message_id;
+  std::optional<int64_t> size;
+  std::string sha256_hex;
+};
+
+class SyncStore {
+ public:
+  virtual ~SyncStore() = default;
+
+  // Makes sure the route's row exists (run-once may come before any scheduler).
+  virtual void ensure_route(const config::Route& route) = 0;
+
+  virtual std::optional<Watermark> watermark(const std::string& route) = 0;
+  // Sets the watermark; within one UIDVALIDITY it never moves back.
+  virtual void set_watermark(const std::string& route, const Watermark& watermark) = 0;
+
+  // Claims the messages (a conditional insert, committed before returning), recording what the
+  // reconciliation after a crash needs: per UID whether it is ours now, or already PENDING (a crash
+  // left it) or DONE.
+  struct ClaimRequest {
+    uint32_t uid = 0;
+    std::optional<std::string> message_id;
+    std::string sha256_hex;
+    int64_t size = 0;
+  };
+  virtual std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
+                                               const std::vector<ClaimRequest>& requests,
+                                               int64_t job_id) = 0;
+  // DONE with the destination's UID; clears any failure recorded for them.
+  virtual void finalize(const std::string& route, uint32_t uidvalidity,
+                        const std::vector<Copied>& copied) = 0;
+  // Drops PENDING claims whose APPEND failed, so a later run can claim them again.
+  virtual void release(const std::string& route, uint32_t uidvalidity,
+                       const std::vector<uint32_t>& uids) = 0;
+  virtual void record_failures(const std::string& route, uint32_t uidvalidity,
+                               const std::vector<Failure>& failures) = 0;
+  // Transient failures due again by `now`.
+  virtual std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
+                                             TimePoint now) = 0;
+  // Every UID with a failure recorded (due or not, permanent or not): the watermark may pass them.
+  virtual std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) = 0;
+  virtual std::vector<PendingClaim> pending_claims(const std::string& route) = 0;
+
+  // Dedupe after a UIDVALIDITY change: which of these were copied already (any UIDVALIDITY).
+  virtual std::set<uint64_t> copied_gm_msgids(const std::string& route,
+                                              const std::vector<uint64_t>& ids) = 0;
+  virtual bool copied_message(const std::string& route,
+                              const std::optional<std::string>& message_id,
+                              const std::string& sha256_hex) = 0;
+
+  // The route's last outcome for status and dashboards.
+  virtual void set_outcome(const std::string& route, const std::string& outcome,
+                           const std::string& error, bool success) = 0;
+  virtual void set_auth_required(const std::string& route, const std::string& detail) = 0;
+  virtual bool auth_required(const std::string& route) = 0;
+};
+
+std::unique_ptr<SyncStore> make_pg_sync_store(const std::string& database_url,
+                                              const std::string& application_name);
+
+}  // namespace mailsync::sync

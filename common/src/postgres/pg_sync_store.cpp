@@ -1,0 +1,370 @@
+// The PostgreSQL SyncStore. Statements named here, in one place.
+
+#include "mailsync/sync/sync_store.hpp"
+#include "postgres/connection.hpp"
+#include "postgres/params.hpp"
+#include "postgres/pg_arrays.hpp"
+#include "postgres/queue_queries.hpp"
+
+namespace mailsync::sync {
+
+namespace {
+
+using postgres::detail::NullableParam;
+using postgres::detail::TextArray;
+using postgres::queries::Query;
+
+constexpr Query kEnsureRoute{"sync_ensure_route", R"sql(
+INSERT INTO mailsync.routes (route_key, gmail_email, outlook_email, target_folder, enabled)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (route_key) DO NOTHING
+)sql"};
+
+constexpr Query kWatermarkGet{
+    "sync_watermark_get",
+    "SELECT uidvalidity, last_uid FROM mailsync.watermarks WHERE route_key = $1"};
+
+// Same UIDVALIDITY: never backwards. New UIDVALIDITY: replaced.
+constexpr Query kWatermarkSet{"sync_watermark_set", R"sql(
+INSERT INTO mailsync.watermarks AS w (route_key, uidvalidity, last_uid) VALUES ($1, $2, $3)
+ON CONFLICT (route_key) DO UPDATE
+SET last_uid = CASE WHEN w.uidvalidity = EXCLUDED.uidvalidity THEN GREATEST(w.last_uid, EXCLUDED.last_uid)
+                    ELSE EXCLUDED.last_uid END,
+    uidvalidity = EXCLUDED.uidvalidity, updated_at = now()
+)sql"};
+
+// The conditional insert of invariant 2; existing claims are reported as they are.
+constexpr Query kClaim{"sync_claim", R"sql(
+WITH input AS (
+  SELECT * FROM unnest($3::bigint[], $5::text[], $6::text[], $7::bigint[]) AS r(uid, message_id, sha256_hex, size)
+),
+inserted AS (
+  INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, message_id, sha256, size)
+  SELECT $1, $2, uid, 'PENDING', $4, message_id, decode(sha256_hex, 'hex'), size FROM input
+  ON CONFLICT (route_key, uidvalidity, uid) DO NOTHING
+  RETURNING uid
+)
+SELECT i.uid, CASE WHEN n.uid IS NOT NULL THEN 'CLAIMED' ELSE c.state END, c.dest_uid, c.message_id, c.size
+FROM input i
+LEFT JOIN inserted n ON n.uid = i.uid
+LEFT JOIN mailsync.uid_claims c ON n.uid IS NULL AND c.route_key = $1 AND c.uidvalidity = $2 AND c.uid = i.uid
+)sql"};
+
+constexpr Query kFinalize{"sync_finalize", R"sql(
+WITH input AS (
+  SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[],
+                       $10::numeric[])
+           AS f(uid, dest_uidvalidity, dest_uid, message_id, sha256_hex, size, internaldate, gm_msgid)
+),
+done AS (
+  UPDATE mailsync.uid_claims c
+  SET state = 'DONE', done_at = now(), dest_uidvalidity = f.dest_uidvalidity, dest_uid = f.dest_uid,
+      message_id = f.message_id, sha256 = decode(f.sha256_hex, 'hex'), size = f.size,
+      internaldate = 'epoch'::timestamptz + f.internaldate * interval '1 microsecond', gm_msgid = f.gm_msgid
+  FROM input f
+  WHERE c.route_key = $1 AND c.uidvalidity = $2 AND c.uid = f.uid
+  RETURNING c.uid
+)
+DELETE FROM mailsync.failures x USING done d WHERE x.route_key = $1 AND x.uidvalidity = $2 AND x.uid = d.uid
+)sql"};
+
+constexpr Query kRelease{"sync_release", R"sql(
+DELETE FROM mailsync.uid_claims
+WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[]) AND state = 'PENDING'
+)sql"};
+
+constexpr Query kRecordFailures{"sync_record_failures", R"sql(
+INSERT INTO mailsync.failures AS x (route_key, uidvalidity, uid, reason, last_error, permanent, next_retry_at,
+                                    message_id, size)
+SELECT $1, $2, f.uid, f.reason, f.error, f.permanent,
+       CASE WHEN f.permanent THEN NULL
+            ELSE coalesce('epoch'::timestamptz + f.retry_us * interval '1 microsecond', now()) END,
+       f.message_id, f.size
+FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::bigint[], $8::text[], $9::bigint[])
+     AS f(uid, reason, error, permanent, retry_us, message_id, size)
+ON CONFLICT (route_key, uidvalidity, uid) DO UPDATE
+SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error, permanent = EXCLUDED.permanent,
+    next_retry_at = EXCLUDED.next_retry_at, retry_count = x.retry_count + 1, updated_at = now(),
+    message_id = coalesce(EXCLUDED.message_id, x.message_id), size = coalesce(EXCLUDED.size, x.size)
+)sql"};
+
+constexpr Query kDueFailures{"sync_due_failures", R"sql(
+SELECT uid FROM mailsync.failures
+WHERE route_key = $1 AND uidvalidity = $2 AND NOT permanent
+  AND next_retry_at <= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'
+ORDER BY uid
+)sql"};
+
+constexpr Query kFailedUids{
+    "sync_failed_uids",
+    "SELECT uid FROM mailsync.failures WHERE route_key = $1 AND uidvalidity = $2"};
+
+constexpr Query kPendingClaims{"sync_pending_claims", R"sql(
+SELECT uidvalidity, uid, message_id, size, encode(sha256, 'hex') FROM mailsync.uid_claims
+WHERE route_key = $1 AND state = 'PENDING' ORDER BY uidvalidity, uid
+)sql"};
+
+constexpr Query kCopiedGmMsgids{"sync_copied_gm_msgids", R"sql(
+SELECT gm_msgid::text FROM mailsync.uid_claims
+WHERE route_key = $1 AND state = 'DONE' AND gm_msgid = ANY($2::numeric[])
+)sql"};
+
+// Message-ID plus SHA-256: two messages with one Message-ID but different bytes are both copied.
+constexpr Query kCopiedMessage{"sync_copied_message", R"sql(
+SELECT 1 FROM mailsync.uid_claims
+WHERE route_key = $1 AND state = 'DONE' AND sha256 = decode($3, 'hex')
+  AND message_id IS NOT DISTINCT FROM $2
+LIMIT 1
+)sql"};
+
+constexpr Query kSetOutcome{"sync_set_outcome", R"sql(
+UPDATE mailsync.routes
+SET last_outcome = $2, last_error = NULLIF($3, ''), last_run_at = now(),
+    last_success_at = CASE WHEN $4 THEN now() ELSE last_success_at END, updated_at = now()
+WHERE route_key = $1
+)sql"};
+
+constexpr Query kSetAuthRequired{"sync_set_auth_required", R"sql(
+UPDATE mailsync.routes
+SET auth_state = 'auth_required', auth_detail = $2, last_outcome = 'auth_required', last_error = $2,
+    last_run_at = now(), updated_at = now()
+WHERE route_key = $1
+)sql"};
+
+constexpr Query kAuthRequired{
+    "sync_auth_required",
+    "SELECT auth_state = 'auth_required' FROM mailsync.routes WHERE route_key = $1"};
+
+constexpr Query kAll[] = {kEnsureRoute, kWatermarkGet,    kWatermarkSet,   kClaim,
+                          kFinalize,    kRelease,         kRecordFailures, kDueFailures,
+                          kFailedUids,  kPendingClaims,   kCopiedGmMsgids, kCopiedMessage,
+                          kSetOutcome,  kSetAuthRequired, kAuthRequired};
+
+std::string uid_array(const std::vector<uint32_t>& uids) {
+  return postgres::detail::int_array(std::span<const uint32_t>(uids));
+}
+
+class PgSyncStore final : public SyncStore {
+ private:
+  template <typename Fn>
+  decltype(auto) run(Fn&& body) {
+    return postgres::detail::translate_errors(url_, std::forward<Fn>(body));
+  }
+
+ public:
+  PgSyncStore(std::string url, const std::string& application_name)
+      : url_(std::move(url)),
+        connection_(postgres::detail::open_connection(url_, application_name)) {
+    run([&] {
+      for (const auto& query : kAll) connection_->prepare(query.name, query.sql);
+    });
+  }
+
+  void ensure_route(const config::Route& route) override {
+    exec(kEnsureRoute, route.key(), route.gmail_email, route.outlook_email, route.target_folder,
+         route.enabled);
+  }
+
+  std::optional<Watermark> watermark(const std::string& route) override {
+    return run([&]() -> std::optional<Watermark> {
+      pqxx::read_transaction work(*connection_);
+      const pqxx::result r = work.exec_prepared(kWatermarkGet.name, route);
+      if (r.empty()) return std::nullopt;
+      return Watermark{r[0][0].as<uint32_t>(), r[0][1].as<uint32_t>()};
+    });
+  }
+
+  void set_watermark(const std::string& route, const Watermark& w) override {
+    exec(kWatermarkSet, route, int64_t{w.uidvalidity}, int64_t{w.last_uid});
+  }
+
+  std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
+                                       const std::vector<ClaimRequest>& requests,
+                                       int64_t job_id) override {
+    std::map<uint32_t, ClaimState> out;
+    if (requests.empty()) return out;
+    TextArray uids, ids, shas, sizes;
+    for (const auto& r : requests) {
+      uids.add(std::to_string(r.uid));
+      ids.add_optional(r.message_id);
+      shas.add(r.sha256_hex);
+      sizes.add(std::to_string(r.size));
+    }
+    run([&] {
+      pqxx::work work(*connection_);
+      const pqxx::result r =
+          work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), job_id,
+                             ids.str(), shas.str(), sizes.str());
+      work.commit();  // durable before any APPEND (invariant 2)
+      for (const auto& row : r) {
+        ClaimState state;
+        const std::string kind = row[1].as<std::string>();
+        state.kind = kind == "CLAIMED" ? ClaimState::Kind::kClaimed
+                     : kind == "DONE"  ? ClaimState::Kind::kDone
+                                       : ClaimState::Kind::kPending;
+        if (!row[2].is_null()) state.dest_uid = row[2].as<uint32_t>();
+        if (!row[3].is_null()) state.message_id = row[3].as<std::string>();
+        if (!row[4].is_null()) state.size = row[4].as<int64_t>();
+        out[row[0].as<uint32_t>()] = state;
+      }
+    });
+    return out;
+  }
+
+  void finalize(const std::string& route, uint32_t uidvalidity,
+                const std::vector<Copied>& copied) override {
+    if (copied.empty()) return;
+    TextArray uids, dest_v, dest_uids, ids, shas, sizes, dates, gm;
+    for (const Copied& c : copied) {
+      uids.add(std::to_string(c.uid));
+      if (c.dest_uidvalidity)
+        dest_v.add(std::to_string(*c.dest_uidvalidity));
+      else
+        dest_v.add_null();
+      if (c.dest_uid)
+        dest_uids.add(std::to_string(*c.dest_uid));
+      else
+        dest_uids.add_null();
+      ids.add_optional(c.message_id);
+      shas.add(c.sha256_hex);
+      sizes.add(std::to_string(c.size));
+      if (c.internaldate)
+        dates.add(std::to_string(postgres::detail::to_micros(*c.internaldate)));
+      else
+        dates.add_null();
+      if (c.gm_msgid)
+        gm.add(std::to_string(*c.gm_msgid));
+      else
+        gm.add_null();
+    }
+    exec(kFinalize, route, int64_t{uidvalidity}, uids.str(), dest_v.str(), dest_uids.str(),
+         ids.str(), shas.str(), sizes.str(), dates.str(), gm.str());
+  }
+
+  void release(const std::string& route, uint32_t uidvalidity,
+               const std::vector<uint32_t>& uids) override {
+    if (!uids.empty()) exec(kRelease, route, int64_t{uidvalidity}, uid_array(uids));
+  }
+
+  void record_failures(const std::string& route, uint32_t uidvalidity,
+                       const std::vector<Failure>& failures) override {
+    if (failures.empty()) return;
+    TextArray uids, reasons, errors, permanent, retry, ids, sizes;
+    for (const Failure& f : failures) {
+      uids.add(std::to_string(f.uid));
+      reasons.add(f.reason);
+      errors.add(f.error.empty() ? f.reason : f.error);
+      permanent.add(f.permanent ? "t" : "f");
+      if (f.next_retry_at)
+        retry.add(std::to_string(postgres::detail::to_micros(*f.next_retry_at)));
+      else
+        retry.add_null();
+      ids.add_optional(f.message_id);
+      if (f.size)
+        sizes.add(std::to_string(*f.size));
+      else
+        sizes.add_null();
+    }
+    exec(kRecordFailures, route, int64_t{uidvalidity}, uids.str(), reasons.str(), errors.str(),
+         permanent.str(), retry.str(), ids.str(), sizes.str());
+  }
+
+  std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
+                                     TimePoint now) override {
+    return uids_of(kDueFailures, route, int64_t{uidvalidity}, postgres::detail::to_micros(now));
+  }
+
+  std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override {
+    const auto uids = uids_of(kFailedUids, route, int64_t{uidvalidity});
+    return {uids.begin(), uids.end()};
+  }
+
+  std::vector<PendingClaim> pending_claims(const std::string& route) override {
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      std::vector<PendingClaim> out;
+      for (const auto& row : work.exec_prepared(kPendingClaims.name, route)) {
+        PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
+                           ""};
+        if (!row[2].is_null()) claim.message_id = row[2].as<std::string>();
+        if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
+        if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
+        out.push_back(claim);
+      }
+      return out;
+    });
+  }
+
+  std::set<uint64_t> copied_gm_msgids(const std::string& route,
+                                      const std::vector<uint64_t>& ids) override {
+    if (ids.empty()) return {};
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      std::set<uint64_t> out;
+      for (const auto& row :
+           work.exec_prepared(kCopiedGmMsgids.name, route,
+                              postgres::detail::int_array(std::span<const uint64_t>(ids))))
+        out.insert(std::stoull(row[0].as<std::string>()));
+      return out;
+    });
+  }
+
+  bool copied_message(const std::string& route, const std::optional<std::string>& message_id,
+                      const std::string& sha256_hex) override {
+    const NullableParam id(message_id);
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      return !work.exec_prepared(kCopiedMessage.name, route, id.get(), sha256_hex).empty();
+    });
+  }
+
+  void set_outcome(const std::string& route, const std::string& outcome, const std::string& error,
+                   bool success) override {
+    exec(kSetOutcome, route, outcome, error, success);
+  }
+
+  void set_auth_required(const std::string& route, const std::string& detail) override {
+    exec(kSetAuthRequired, route, detail);
+  }
+
+  bool auth_required(const std::string& route) override {
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      const pqxx::result r = work.exec_prepared(kAuthRequired.name, route);
+      return !r.empty() && r[0][0].as<bool>();
+    });
+  }
+
+ private:
+  template <typename... Args>
+  void exec(const Query& query, Args&&... args) {
+    run([&] {
+      pqxx::work work(*connection_);
+      work.exec_prepared(query.name, std::forward<Args>(args)...);
+      work.commit();
+    });
+  }
+
+  template <typename... Args>
+  std::vector<uint32_t> uids_of(const Query& query, Args&&... args) {
+    return run([&] {
+      pqxx::read_transaction work(*connection_);
+      std::vector<uint32_t> out;
+      for (const auto& row : work.exec_prepared(query.name, std::forward<Args>(args)...))
+        out.push_back(row[0].template as<uint32_t>());
+      return out;
+    });
+  }
+
+  std::string url_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
+
+}  // namespace
+
+std::unique_ptr<SyncStore> make_pg_sync_store(const std::string& database_url,
+                                              const std::string& application_name) {
+  return std::make_unique<PgSyncStore>(database_url, application_name);
+}
+
+}  // namespace mailsync::sync

@@ -1,0 +1,105 @@
+// `mailsync run-once [--dry-run] [--route KEY]`: the route_sync pipeline inline, without the queue.
+
+#include <iostream>
+
+#include "commands/commands.hpp"
+#include "commands/support.hpp"
+#include "mailsync/config/config.hpp"
+#include "mailsync/exit_codes.hpp"
+#include "mailsync/log.hpp"
+#include "mailsync/postgres/errors.hpp"
+#include "route_sync.hpp"
+
+namespace mailsync::admin {
+
+int run_run_once(std::span<const std::string> args) {
+  po::options_description options(
+      "Usage: mailsync run-once [--dry-run] [--route KEY]\n"
+      "Syncs every enabled route (or one) now, in this process, exactly as a worker would.\n"
+      "--dry-run lists what would be copied and changes nothing. Exit codes: 0 ok, 1 a route\n"
+      "failed, 2 configuration, 3 DynamoDB gate closed (nothing was touched), 4 "
+      "database.\n\nOptions");
+  options.add_options()("help,h", "show this help")(
+      "dry-run", "list what would be copied; copy nothing")("route", po::value<std::string>(),
+                                                            "route key or Gmail address");
+  po::variables_map vm;
+  if (auto exit = parse_options("run-once", options, args, vm)) return *exit;
+  if (const auto error = init_logging("mailsync run-once")) {
+    std::cerr << "mailsync run-once: " << *error << "\n";
+    return exit_code::kUsage;
+  }
+  const config::Config loaded = config::load_config(config::Needs::kSecrets);
+  const auto dynamo_settings = dynamo::dynamo_options_from_env(loaded.settings.tls_ca_file);
+  std::vector<std::string> problems = loaded.errors;
+  problems.insert(problems.end(), dynamo_settings.errors.begin(), dynamo_settings.errors.end());
+  if (loaded.settings.database_url.empty()) problems.push_back("MAILSYNC_DATABASE_URL is not set");
+  for (const auto& warning : loaded.warnings)
+    std::cerr << "mailsync run-once: warning: " << warning << "\n";
+  if (!problems.empty()) {
+    for (const auto& problem : problems) std::cerr << "mailsync run-once: " << problem << "\n";
+    return exit_code::kUsage;
+  }
+  std::vector<const config::Route*> routes;
+  for (const auto& route : loaded.routes) {
+    if (vm.count("route") ? (route.key() == vm["route"].as<std::string>() ||
+                             route.gmail_email == vm["route"].as<std::string>())
+                          : route.enabled)
+      routes.push_back(&route);
+  }
+  if (routes.empty()) {
+    std::cerr << "mailsync run-once: no such route"
+              << (vm.count("route") ? " '" + vm["route"].as<std::string>() + "'" : "")
+              << " (`mailsync routes` lists them)\n";
+    return exit_code::kUsage;
+  }
+
+  dynamo::DynamoClient dynamo(*dynamo_settings.options);
+  try {
+    dynamo.check_table();  // before any IMAP connection (invariant 6)
+  } catch (const dynamo::DynamoError& e) {
+    std::cerr << "mailsync run-once: DynamoDB gate closed, nothing touched: " << e.what() << "\n";
+    return exit_code::kGateUnavailable;
+  }
+  try {
+    auto store = sync::make_pg_sync_store(loaded.settings.database_url, "mailsync run-once");
+    oauth::TokenProvider tokens({.http = {.ca_file = loaded.settings.tls_ca_file}});
+    worker::OutlookPool pool([&] {
+      return imap::Client::connect(
+          worker::imap_options(loaded.settings, loaded.settings.outlook_imap));
+    });
+    worker::SyncOptions sync_options;
+    sync_options.dry_run = vm.count("dry-run") > 0;
+    const std::atomic<bool> never{false};
+    int exit = exit_code::kOk;
+    for (const config::Route* route : routes) {
+      const auto start = std::chrono::steady_clock::now();
+      const worker::SyncReport report =
+          worker::RouteSync(loaded.settings, *route, tokens, *store, dynamo, pool, sync_options)
+              .run(0, never);
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const auto& stats = report.result.stats;
+      std::cout << route->gmail_email << " -> " << route->target_folder << ": ";
+      if (report.result.outcome == queue::Outcome::kSucceeded) {
+        if (sync_options.dry_run) {
+          std::cout << report.would_copy.size() << " would be copied\n";
+          for (const auto& line : report.would_copy) std::cout << "  " << line << "\n";
+        } else {
+          std::printf("%d fetched, %d appended, %d skipped, %d failed, %.1f KB in %.2f s\n",
+                      stats.fetched, stats.appended, stats.skipped, stats.failed,
+                      static_cast<double>(stats.bytes) / 1024, seconds);
+        }
+      } else {
+        std::cout << queue::to_string(report.result.outcome) << ": " << report.result.error << "\n";
+        exit = report.result.error.find("gate unavailable") == 0 ? exit_code::kGateUnavailable
+                                                                 : exit_code::kFailure;
+      }
+    }
+    return exit;
+  } catch (const postgres::DatabaseUnavailable& e) {
+    std::cerr << "mailsync run-once: database unavailable: " << e.what() << "\n";
+    return exit_code::kDatabaseUnavailable;
+  }
+}
+
+}  // namespace mailsync::admin

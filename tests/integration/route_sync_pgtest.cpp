@@ -1,0 +1,331 @@
+// route_sync against the whole local stack: Gmail-side Dovecot, Outlook-side Dovecot, the OAuth
+// emulator, dynalite and PostgreSQL. Each test has a source mailbox, a destination folder and a
+// database of its own.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "mailsync/dynamo/dynamo_client.hpp"
+#include "mailsync/mail/rfc822.hpp"
+#include "mailsync/postgres/migrator.hpp"
+#include "mailsync/util/sha256.hpp"
+#include "route_sync.hpp"
+#include "support/corpus.hpp"
+#include "support/process.hpp"
+#include "support/stack.hpp"
+#include "support/test_database.hpp"
+
+namespace {
+
+using namespace mailsync;
+using mailsync::testing::Server;
+using mailsync::testing::stack_env;
+
+// Every message of a folder: UID, SHA-256, flags, INTERNALDATE.
+struct Stored {
+  uint32_t uid = 0;
+  std::string sha256;
+  std::vector<std::string> flags;
+  std::string internaldate;
+};
+
+class StoredSink : public imap::FetchSink {
+ public:
+  void body_begin(uint32_t seq, uint64_t) override { partial_[seq] = util::Sha256(); }
+  void body_data(uint32_t seq, std::string_view bytes) override { partial_[seq].update(bytes); }
+  void fetched(const imap::FetchData& data) override {
+    const auto found = partial_.find(data.seq);
+    if (!data.uid || found == partial_.end()) return;
+    messages.push_back({*data.uid, util::to_hex(found->second.finish()),
+                        data.flags.value_or(std::vector<std::string>{}),
+                        data.internaldate.value_or("")});
+    partial_.erase(found);
+  }
+  std::vector<Stored> messages;
+
+ private:
+  std::map<uint32_t, util::Sha256> partial_;
+};
+
+std::vector<Stored> read_folder(imap::Client& client, const std::string& folder) {
+  StoredSink sink;
+  if (client.examine(folder).exists > 0)
+    client.uid_fetch("1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])", sink);
+  return sink.messages;
+}
+
+std::multiset<std::string> hashes(const std::vector<Stored>& messages) {
+  std::multiset<std::string> out;
+  for (const auto& m : messages) out.insert(m.sha256);
+  return out;
+}
+
+class RouteSyncTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    postgres::Migrator(db_.url(), postgres::embedded_migrations()).run();
+    user_ = mailsync::testing::claim_gmail_user();
+    settings_.outlook_email = stack_env("OUTLOOK_EMAIL");
+    settings_.ms_client_id = stack_env("MS_CLIENT_ID");
+    settings_.ms_client_secret =
+        config::Secret(stack_env("MS_CLIENT_SECRET"), config::Secret::Source::kEnv, "env:X");
+    settings_.ms_refresh_token =
+        config::Secret(stack_env("MS_REFRESH_TOKEN"), config::Secret::Source::kEnv, "env:Y");
+    settings_.google_token_url = stack_env("GOOGLE_TOKEN_URL");
+    settings_.ms_token_url = stack_env("MS_TOKEN_URL");
+    settings_.gmail_imap = {stack_env("GMAIL_IMAP_HOST"),
+                            static_cast<uint16_t>(std::stoi(stack_env("GMAIL_IMAP_PORT")))};
+    settings_.outlook_imap = {stack_env("OUTLOOK_IMAP_HOST"),
+                              static_cast<uint16_t>(std::stoi(stack_env("OUTLOOK_IMAP_PORT")))};
+    settings_.tls_ca_file = stack_env("MAILSYNC_TLS_CA_FILE");
+    route_ = make_route(user_);
+    auto dynamo = dynamo::dynamo_options_from_env(settings_.tls_ca_file);
+    ASSERT_TRUE(dynamo.options.has_value());
+    dynamo_options_ = *dynamo.options;
+    dynamo_ = std::make_unique<dynamo::DynamoClient>(dynamo_options_);
+    dynamo_->create_table();
+    store_ = sync::make_pg_sync_store(db_.url(), "route_sync test");
+  }
+
+  config::Route make_route(const std::string& user) {
+    config::Route route;
+    route.gmail_email = user;
+    route.outlook_email = stack_env("OUTLOOK_EMAIL");
+    route.target_folder = mailsync::testing::unique_name("Sync/" + user.substr(0, user.find('@')));
+    route.gmail_client_id = stack_env("GMAIL_CLIENT_ID");
+    route.gmail_client_secret =
+        config::Secret(stack_env("GMAIL_CLIENT_SECRET"), config::Secret::Source::kEnv, "env:X");
+    const std::string token = mailsync::testing::mint_refresh_token(Server::kGmail, user);
+    route.gmail_refresh_token = config::Secret(token, config::Secret::Source::kInline, "inline");
+    route.initial_sync = config::InitialSync::kAll;
+    return route;
+  }
+
+  worker::SyncReport run(const config::Route& route, dynamo::DynamoClient* dynamo = nullptr) {
+    worker::RouteSync sync(settings_, route, tokens_, *store_, dynamo ? *dynamo : *dynamo_, pool_);
+    return sync.run(1, never_);
+  }
+  std::unique_ptr<imap::Client> gmail_as(const std::string& user) {
+    auto client = imap::Client::connect(mailsync::testing::imap_options(Server::kGmail));
+    client->login(user, stack_env("MAILSYNC_STACK_IMAP_PASSWORD"));
+    return client;
+  }
+  std::unique_ptr<imap::Client> outlook() {
+    return mailsync::testing::logged_in_client(Server::kOutlook);
+  }
+  std::string seed(const std::string& bytes, const std::string& date = "") {
+    mailsync::testing::append_to_gmail(
+        user_, bytes,
+        date.empty() ? mail::format_internaldate({std::chrono::system_clock::now(), 0}) : date);
+    return util::Sha256::hex_of(bytes);
+  }
+
+  mailsync::testing::TestDatabase db_;
+  std::string user_;
+  config::Settings settings_;
+  config::Route route_;
+  dynamo::DynamoOptions dynamo_options_;
+  std::unique_ptr<dynamo::DynamoClient> dynamo_;
+  std::unique_ptr<sync::SyncStore> store_;
+  oauth::TokenProvider tokens_{{.http = {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE")}}};
+  worker::OutlookPool pool_{[this] {
+    return imap::Client::connect(worker::imap_options(settings_, settings_.outlook_imap));
+  }};
+  const std::atomic<bool> never_{false};
+};
+
+TEST_F(RouteSyncTest,
+       CopiesTrickyMessagesByteExactOnceUnreadWithTheirDatesAndLeavesTheSourceAlone) {
+  std::multiset<std::string> sent;
+  std::map<std::string, std::string> date_of;  // sha -> INTERNALDATE given
+  int n = 0;
+  for (const auto& [name, bytes] : mailsync::testing::tricky_messages()) {
+    const std::string date = "0" + std::to_string(1 + n++ % 9) + "-Mar-2024 10:11:12 +0130";
+    sent.insert(seed(bytes, date));
+    date_of[util::Sha256::hex_of(bytes)] = date;
+  }
+  // Same Message-ID, different bodies; and two byte-identical messages: all four are copied.
+  sent.insert(seed(mailsync::testing::message("Message-ID: <twin@x>\r\n", "first\r\n")));
+  sent.insert(seed(mailsync::testing::message("Message-ID: <twin@x>\r\n", "second\r\n")));
+  sent.insert(seed(mailsync::testing::message("Message-ID: <same@x>\r\n", "same\r\n")));
+  sent.insert(seed(mailsync::testing::message("Message-ID: <same@x>\r\n", "same\r\n")));
+  std::string large(20 << 20, 'z');
+  for (size_t i = 998; i < large.size(); i += 1000) large.replace(i, 2, "\r\n");
+  sent.insert(seed(mailsync::testing::message("Message-ID: <large@x>\r\n", large)));
+  const auto source_before = read_folder(*gmail_as(user_), "INBOX");
+
+  const worker::SyncReport first = run(route_);
+  ASSERT_EQ(first.result.outcome, queue::Outcome::kSucceeded) << first.result.error;
+  EXPECT_EQ(first.result.stats.appended, static_cast<int>(sent.size()));
+
+  auto destination = outlook();
+  const auto copied = read_folder(*destination, route_.target_folder);
+  EXPECT_EQ(hashes(copied), sent) << "the destination does not hold exactly the source's bytes";
+  for (const auto& m : copied) {
+    EXPECT_EQ(std::count(m.flags.begin(), m.flags.end(), "\\Seen"), 0) << "copied as read";
+    if (date_of.contains(m.sha256)) {
+      EXPECT_EQ(mail::parse_internaldate(m.internaldate)->instant,
+                mail::parse_internaldate(date_of[m.sha256])->instant);
+    }
+  }
+  const auto source_after = read_folder(*gmail_as(user_), "INBOX");
+  ASSERT_EQ(source_after.size(), source_before.size()) << "the source changed";
+  for (size_t i = 0; i < source_after.size(); ++i)
+    EXPECT_EQ(source_after[i].flags, source_before[i].flags);
+
+  const worker::SyncReport second = run(route_);
+  EXPECT_EQ(second.result.outcome, queue::Outcome::kSucceeded);
+  EXPECT_EQ(second.result.stats.appended, 0);
+  EXPECT_EQ(read_folder(*destination, route_.target_folder).size(), copied.size())
+      << "a re-run copied again";
+
+  // Postgres and the DynamoDB mirror agree.
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"),
+            std::to_string(sent.size()));
+  EXPECT_EQ(dynamo_->query(route_.key(), "UID#").size(), sent.size());
+  const auto mark = dynamo_->get(route_.key(), "WATERMARK");
+  ASSERT_TRUE(mark.has_value());
+  EXPECT_EQ((*mark)["last_uid"]["N"], db_.query_value("SELECT last_uid FROM mailsync.watermarks"));
+}
+
+TEST_F(RouteSyncTest, AChangedUidvalidityCopiesOnlyTheNewMessages) {
+  for (int i = 0; i < 5; ++i)
+    seed(mailsync::testing::message("Message-ID: <v" + std::to_string(i) + "@x>\r\n", "body\r\n"));
+  seed(mailsync::testing::message("Subject: no id\r\n", "anonymous\r\n"));
+  ASSERT_EQ(run(route_).result.stats.appended, 6);
+  // As if the source mailbox had been rebuilt: our watermark's UIDVALIDITY no longer matches.
+  db_.execute("UPDATE mailsync.watermarks SET uidvalidity = uidvalidity + 1");
+  seed(mailsync::testing::message("Message-ID: <new1@x>\r\n", "new\r\n"));
+  seed(mailsync::testing::message("Message-ID: <new2@x>\r\n", "new\r\n"));
+  const worker::SyncReport report = run(route_);
+  ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 2);
+  EXPECT_EQ(report.result.stats.skipped, 6);
+  EXPECT_EQ(read_folder(*outlook(), route_.target_folder).size(), 8u);
+}
+
+TEST_F(RouteSyncTest, AClosedGateStopsTheRunBeforeAnyImapLogin) {
+  seed(mailsync::testing::message("Message-ID: <gate@x>\r\n", "x\r\n"));
+  dynamo::DynamoOptions closed = dynamo_options_;
+  closed.endpoint = "http://127.0.0.1:1/";
+  closed.attempts = 1;
+  dynamo::DynamoClient unreachable(closed);
+  const std::string log = stack_env("MAILSYNC_STACK_GMAIL_LOG");
+  const auto size_before = std::filesystem::file_size(log);
+  const worker::SyncReport report = run(route_, &unreachable);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kFailed);
+  EXPECT_NE(report.result.error.find("gate unavailable"), std::string::npos) << report.result.error;
+  std::ifstream in(log);
+  in.seekg(static_cast<std::streamoff>(size_before));
+  const std::string after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after.find("user=<" + user_ + ">"), std::string::npos) << "an IMAP login happened:\n"
+                                                                   << after;
+  EXPECT_EQ(db_.query_value("SELECT last_outcome FROM mailsync.routes"), "gate_unavailable");
+}
+
+TEST_F(RouteSyncTest, ARouteWithARevokedTokenNeedsAuthAndAnotherRouteGoesOn) {
+  const std::string other_user = mailsync::testing::claim_gmail_user();
+  config::Route healthy = make_route(other_user);
+  mailsync::testing::append_to_gmail(
+      other_user, mailsync::testing::message("Message-ID: <ok@x>\r\n", "ok\r\n"),
+      mail::format_internaldate({std::chrono::system_clock::now(), 0}));
+  seed(mailsync::testing::message("Message-ID: <blocked@x>\r\n", "x\r\n"));
+  mailsync::testing::emulator_admin(
+      "/admin/revoke",
+      nlohmann::json{{"refresh_token", route_.gmail_refresh_token->reveal()}}.dump());
+  const worker::SyncReport broken = run(route_);
+  EXPECT_EQ(broken.result.outcome, queue::Outcome::kCancelled);
+  EXPECT_NE(broken.result.error.find("mailsync auth gmail"), std::string::npos)
+      << broken.result.error;
+  EXPECT_EQ(db_.query_value("SELECT auth_state FROM mailsync.routes WHERE route_key = '" +
+                            route_.key() + "'"),
+            "auth_required");
+  EXPECT_EQ(run(healthy).result.stats.appended, 1) << "the other route was disturbed";
+  // A second run of the broken route does not retry in a loop: it ends at once.
+  EXPECT_EQ(run(route_).result.outcome, queue::Outcome::kCancelled);
+}
+
+TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
+  const std::string appended =
+      mailsync::testing::message("Message-ID: <crash1@x>\r\n", "was appended before the crash\r\n");
+  const std::string not_appended =
+      mailsync::testing::message("Message-ID: <crash2@x>\r\n", "was not\r\n");
+  seed(appended);
+  seed(not_appended);
+  // The crash: both claimed (Postgres), the first already in the destination, neither finalized.
+  const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
+  store_->ensure_route(route_);
+  store_->claim(
+      route_.key(), uidvalidity,
+      {{1, "<crash1@x>", util::Sha256::hex_of(appended), static_cast<int64_t>(appended.size())},
+       {2, "<crash2@x>", util::Sha256::hex_of(not_appended),
+        static_cast<int64_t>(not_appended.size())}},
+      7);
+  auto destination = outlook();
+  destination->create(route_.target_folder);
+  destination->append(route_.target_folder, {appended});
+
+  const worker::SyncReport report = run(route_);
+  ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+  const auto copied = read_folder(*destination, route_.target_folder);
+  EXPECT_EQ(hashes(copied), (std::multiset<std::string>{util::Sha256::hex_of(appended),
+                                                        util::Sha256::hex_of(not_appended)}));
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"), "2");
+}
+
+TEST_F(RouteSyncTest, AMissingFolderWithoutCreateFolderIsAClearPermanentError) {
+  seed(mailsync::testing::message("Message-ID: <nofolder@x>\r\n", "x\r\n"));
+  route_.create_folder = false;
+  const worker::SyncReport report = run(route_);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kDead);
+  EXPECT_NE(
+      report.result.error.find("does not exist in the destination and create_folder is false"),
+      std::string::npos)
+      << report.result.error;
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims"), "0")
+      << "nothing claimed, nothing half-done";
+}
+
+TEST_F(RouteSyncTest, MarkSeenCopiesMessagesAsRead) {
+  seed(mailsync::testing::message("Message-ID: <seen@x>\r\n", "x\r\n"));
+  route_.mark_seen = true;
+  ASSERT_EQ(run(route_).result.stats.appended, 1);
+  const auto copied = read_folder(*outlook(), route_.target_folder);
+  ASSERT_EQ(copied.size(), 1u);
+  EXPECT_EQ(std::count(copied[0].flags.begin(), copied[0].flags.end(), "\\Seen"), 1);
+}
+
+TEST_F(RouteSyncTest, ADryRunListsAndCopiesNothing) {
+  seed(mailsync::testing::message("Message-ID: <dry@x>\r\n", "x\r\n"));
+  worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, {.dry_run = true});
+  const worker::SyncReport report = sync.run(1, never_);
+  ASSERT_EQ(report.would_copy.size(), 1u);
+  EXPECT_NE(report.would_copy[0].find("<dry@x>"), std::string::npos);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims"), "0");
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.watermarks"), "0");
+}
+
+TEST_F(RouteSyncTest, OnlyNewMailWhenTheRouteSaysNone) {
+  seed(mailsync::testing::message("Message-ID: <old@x>\r\n", "x\r\n"));
+  route_.initial_sync = config::InitialSync::kNone;
+  EXPECT_EQ(run(route_).result.stats.appended, 0);
+  seed(mailsync::testing::message("Message-ID: <fresh@x>\r\n", "x\r\n"));
+  EXPECT_EQ(run(route_).result.stats.appended, 1);
+}
+
+TEST_F(RouteSyncTest, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {
+  for (int i = 0; i < 3; ++i)
+    seed(mailsync::testing::message("Message-ID: <carried" + std::to_string(i) + "@x>\r\n",
+                                    "x\r\n"));
+  const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
+  dynamo_->put({{"PK", dynamo::S(route_.key())},
+                {"SK", dynamo::S("WATERMARK")},
+                {"uidvalidity", dynamo::N(uidvalidity)},
+                {"last_uid", dynamo::N(2)},
+                {"updated_at", dynamo::S("2025-01-01T00:00:00Z")}});
+  EXPECT_EQ(run(route_).result.stats.appended, 1) << "UIDs 1 and 2 were copied by the Lambda";
+}
+
+}  // namespace
