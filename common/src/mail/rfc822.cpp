@@ -130,7 +130,8 @@ std::optional<InternalDate> parse_internaldate(std::string_view text) {
   for (size_t i = 0; i < kMonths.size(); ++i)
     if (std::string_view(month_name, 3) == kMonths[i]) month = static_cast<int>(i) + 1;
   if (month == 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 ||
-      (sign != '+' && sign != '-') || zone % 100 > 59 || year < 1000)
+      (sign != '+' && sign != '-') || zone % 100 > 59 || year < 1900 ||
+      year > 2200)  // system_clock (ns) spans 1678..2262
     return std::nullopt;
   const int offset = (zone / 100 * 60 + zone % 100) * (sign == '-' ? -1 : 1);
   const int64_t days =
