@@ -50,12 +50,13 @@ oauth::Credential outlook_credential(const config::Settings& settings) {
           "outlook " + settings.outlook_email};
 }
 
-std::unique_ptr<imap::Client> OutlookPool::acquire() {
+std::unique_ptr<imap::Client> ImapPool::acquire(const std::string& account) {
   {
     std::lock_guard lock(mutex_);
-    if (!idle_.empty()) {
-      auto client = std::move(idle_.back());
-      idle_.pop_back();
+    auto& idle = idle_[account];
+    if (!idle.empty()) {
+      auto client = std::move(idle.back());
+      idle.pop_back();
       return client;
     }
   }
@@ -63,10 +64,11 @@ std::unique_ptr<imap::Client> OutlookPool::acquire() {
   return connect_();
 }
 
-void OutlookPool::release(std::unique_ptr<imap::Client> client) {
+void ImapPool::release(const std::string& account, std::unique_ptr<imap::Client> client) {
   if (!client) return;
   std::lock_guard lock(mutex_);
-  if (idle_.size() < 8) idle_.push_back(std::move(client));
+  auto& idle = idle_[account];
+  if (idle.size() < 4) idle.push_back(std::move(client));
 }
 
 namespace {
@@ -219,7 +221,7 @@ struct RouteSync::Impl {
 
   imap::Client& destination() {
     if (!outlook) {
-      outlook = s.outlook_.acquire();
+      outlook = s.outlook_.acquire(s.route_.outlook_email);
       if (!outlook->authenticated())
         login(*outlook, s.route_.outlook_email, outlook_credential(s.settings_));
     }
@@ -336,6 +338,20 @@ struct RouteSync::Impl {
 
   // One batch: claim (Postgres, then DynamoDB) -> APPEND -> finalize. Returns the UIDs now
   // handled (DONE, skipped or recorded as failures); UIDs left PENDING are not.
+  // Milliseconds spent per phase, for the per-batch debug line.
+  struct PhaseClock {
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    std::string text;
+    void mark(const char* phase) {
+      const auto now = std::chrono::steady_clock::now();
+      text += std::string(text.empty() ? "" : ", ") + phase + " " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count()) +
+              " ms";
+      last = now;
+    }
+  } phases;
+
   std::set<uint32_t> copy_batch(uint32_t uidvalidity, std::vector<Fetched>& batch, bool dedupe) {
     std::set<uint32_t> handled;
     std::vector<const Fetched*> to_copy;
@@ -370,6 +386,7 @@ struct RouteSync::Impl {
       requests.push_back(
           {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
     const auto claims = s.store_.claim(key, uidvalidity, requests, job_id);
+    phases.mark("claim");
     std::vector<const Fetched*> claimed;
     for (const Fetched* m : to_copy) {
       const auto& state = claims.at(m->uid);
@@ -383,6 +400,7 @@ struct RouteSync::Impl {
       // the watermark waits for it.
     }
     const auto refused = mirror_claims(uidvalidity, claimed);
+    phases.mark("mirror claims");
     std::vector<sync::Copied> copied;
     std::vector<sync::Failure> failures;
     std::vector<const Fetched*> appending;
@@ -422,6 +440,7 @@ struct RouteSync::Impl {
       for (const auto& c : copied) handled.insert(c.uid);
       throw;
     }
+    phases.mark("append");
     std::vector<uint32_t> released;
     std::vector<json> dynamo_done, dynamo_failed;
     for (size_t i = 0; i < appending.size(); ++i) {
@@ -456,6 +475,7 @@ struct RouteSync::Impl {
     s.store_.finalize(key, uidvalidity, copied);
     s.store_.release(key, uidvalidity, released);
     s.store_.record_failures(key, uidvalidity, failures);
+    phases.mark("finalize");
     for (const auto& f : failures) {
       dynamo_failed.push_back(
           {{"PK", dynamo::S(key)},
@@ -470,6 +490,7 @@ struct RouteSync::Impl {
     }
     dynamo_done.insert(dynamo_done.end(), dynamo_failed.begin(), dynamo_failed.end());
     s.dynamo_.batch_put(dynamo_done);
+    phases.mark("mirror done");
     stats.failed += static_cast<int>(failures.size());
     failed_messages += static_cast<int>(failures.size());
     for (const auto& c : copied) handled.insert(c.uid);
@@ -477,8 +498,14 @@ struct RouteSync::Impl {
     return handled;
   }
 
+  std::optional<sync::Watermark>
+      stored_mark;  // what the store holds, to skip writes that change nothing
+
   void set_watermark(uint32_t uidvalidity, uint32_t last_uid) {
     if (s.options_.dry_run) return;
+    if (stored_mark && stored_mark->uidvalidity == uidvalidity && stored_mark->last_uid >= last_uid)
+      return;
+    stored_mark = sync::Watermark{uidvalidity, last_uid};
     s.store_.set_watermark(key, {uidvalidity, last_uid});
     s.dynamo_.put({{"PK", dynamo::S(key)},
                    {"SK", dynamo::S("WATERMARK")},
@@ -502,13 +529,30 @@ struct RouteSync::Impl {
     s.dynamo_.check_table();
 
     // 2-3. Tokens and the source, read-only (invariant 1).
-    gmail = imap::Client::connect(imap_options(s.settings_, s.settings_.gmail_imap));
-    login(*gmail, route.gmail_email, gmail_credential(s.settings_, route));
-    const imap::MailboxInfo inbox = gmail->examine("INBOX");
+    imap::MailboxInfo inbox;
+    for (int tries = 0;; ++tries) {
+      gmail = s.gmail_pool_
+                  ? s.gmail_pool_->acquire(route.gmail_email)
+                  : imap::Client::connect(imap_options(s.settings_, s.settings_.gmail_imap));
+      const bool reused = gmail->authenticated();
+      try {
+        if (!reused) login(*gmail, route.gmail_email, gmail_credential(s.settings_, route));
+        inbox = gmail->examine("INBOX");
+        break;
+      } catch (const std::exception& e) {
+        // A pooled connection the server closed meanwhile (idle timeout, "Session expired"): once
+        // more on a new one.
+        const bool connection_problem = dynamic_cast<const imap::ImapError*>(&e) != nullptr ||
+                                        dynamic_cast<const net::TransportError*>(&e) != nullptr;
+        if (!reused || tries > 0 || !connection_problem) throw;
+        gmail.reset();
+      }
+    }
     const bool gmail_ext = gmail->has("X-GM-EXT-1");
 
     // 4. Where to start.
     std::optional<sync::Watermark> watermark = s.store_.watermark(key);
+    stored_mark = watermark;
     if (!watermark) {  // a table carried over from the Lambda version
       if (const auto item = s.dynamo_.get(key, "WATERMARK")) {
         watermark = sync::Watermark{
@@ -586,7 +630,9 @@ struct RouteSync::Impl {
         batch_uids.push_back(present[i++]);
       }
       BatchSink sink;
+      phases = PhaseClock();
       gmail->uid_fetch(sequence_set(batch_uids), items, sink);
+      phases.mark("fetch");
       stats.fetched += static_cast<int>(sink.messages.size());
       std::sort(sink.messages.begin(), sink.messages.end(),
                 [](const Fetched& a, const Fetched& b) { return a.uid < b.uid; });
@@ -599,6 +645,9 @@ struct RouteSync::Impl {
         mark = std::max(mark, uid);
       }
       if (mark > 0) set_watermark(inbox.uidvalidity, mark);
+      phases.mark("watermark");
+      log(spdlog::level::debug, "batch of " + std::to_string(batch_uids.size()) + " (" +
+                                    std::to_string(bytes) + " bytes): " + phases.text);
       stopped = cancel.load();
     }
     if (candidates.empty() && (floor > 0 || !watermark)) set_watermark(inbox.uidvalidity, floor);
@@ -623,20 +672,26 @@ struct RouteSync::Impl {
 
 RouteSync::RouteSync(const config::Settings& settings, const config::Route& route,
                      oauth::TokenProvider& tokens, sync::SyncStore& store,
-                     dynamo::DynamoClient& dynamo, OutlookPool& outlook, SyncOptions options)
+                     dynamo::DynamoClient& dynamo, ImapPool& outlook, SyncOptions options,
+                     ImapPool* gmail)
     : settings_(settings),
       route_(route),
       tokens_(tokens),
       store_(store),
       dynamo_(dynamo),
       outlook_(outlook),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      gmail_pool_(gmail) {}
 
 SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
   Impl impl{*this, job_id, cancel, route_.key(), {}, {}, nullptr, nullptr, true, 0, {}};
   auto finish = [&](SyncReport report) {
-    if (impl.outlook && impl.outlook_healthy) outlook_.release(std::move(impl.outlook));
-    if (impl.gmail) impl.gmail->logout();
+    if (impl.outlook && impl.outlook_healthy)
+      outlook_.release(route_.outlook_email, std::move(impl.outlook));
+    if (impl.gmail && impl.outlook_healthy && gmail_pool_ != nullptr)
+      gmail_pool_->release(route_.gmail_email, std::move(impl.gmail));
+    else if (impl.gmail)
+      impl.gmail->logout();
     return report;
   };
   const std::string key = route_.key();

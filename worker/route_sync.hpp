@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,22 +20,26 @@
 // sections 6 and 7). Used by the worker's job handler and by `mailsync run-once`.
 namespace mailsync::worker {
 
-// Logged-in Outlook connections kept between jobs of one worker (one shared mailbox for every
-// route, so re-login per job would be wasted round trips and throttling risk).
-class OutlookPool {
+// Logged-in IMAP connections kept between jobs of one worker, per account: the shared Outlook
+// mailbox (every route appends there) and each route's Gmail account (one idle connection per
+// account; Gmail allows about 15). Re-login per job would cost round trips and invite throttling.
+class ImapPool {
  public:
   using Connect = std::function<std::unique_ptr<imap::Client>()>;
-  explicit OutlookPool(Connect connect) : connect_(std::move(connect)) {}
-  std::unique_ptr<imap::Client> acquire();             // an idle connection, or a new one
-  void release(std::unique_ptr<imap::Client> client);  // back to the pool (only healthy ones)
+  explicit ImapPool(Connect connect) : connect_(std::move(connect)) {}
+  // An idle connection of `account`, or a new, not yet authenticated one.
+  std::unique_ptr<imap::Client> acquire(const std::string& account);
+  void release(const std::string& account,
+               std::unique_ptr<imap::Client> client);  // healthy ones only
   int connects() const { return connects_; }
 
  private:
   Connect connect_;
   std::mutex mutex_;
-  std::vector<std::unique_ptr<imap::Client>> idle_;
+  std::map<std::string, std::vector<std::unique_ptr<imap::Client>>> idle_;
   std::atomic<int> connects_{0};
 };
+using OutlookPool = ImapPool;
 
 struct SyncOptions {
   size_t batch_messages = 200;    // per FETCH / claim / APPEND batch
@@ -55,9 +60,10 @@ struct SyncReport {
 
 class RouteSync {
  public:
+  // `gmail` may be null: then a new Gmail connection per run (run-once).
   RouteSync(const config::Settings& settings, const config::Route& route,
             oauth::TokenProvider& tokens, sync::SyncStore& store, dynamo::DynamoClient& dynamo,
-            OutlookPool& outlook, SyncOptions options = {});
+            ImapPool& outlook, SyncOptions options = {}, ImapPool* gmail = nullptr);
 
   SyncReport run(int64_t job_id, const std::atomic<bool>& cancel);
 
@@ -68,8 +74,9 @@ class RouteSync {
   oauth::TokenProvider& tokens_;
   sync::SyncStore& store_;
   dynamo::DynamoClient& dynamo_;
-  OutlookPool& outlook_;
+  ImapPool& outlook_;
   SyncOptions options_;
+  ImapPool* gmail_pool_;
 };
 
 // IMAP options for an endpoint of the settings (implicit TLS, MAILSYNC_TLS_CA_FILE).

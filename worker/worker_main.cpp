@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   std::optional<config::Config> loaded;
   std::optional<dynamo::DynamoOptions> dynamo_options;
   std::unique_ptr<oauth::TokenProvider> tokens;
-  std::unique_ptr<worker::OutlookPool> outlook;
+  std::unique_ptr<worker::ImapPool> outlook, gmail;
   std::map<std::string, const config::Route*> routes;
   if (kinds.contains(queue::kRouteSyncKind)) {
     loaded = config::load_config(config::Needs::kSecrets);
@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
               sync::make_pg_sync_store(loaded->settings.database_url, "mailsync-worker route_sync");
         if (!dynamo_client) dynamo_client = std::make_unique<dynamo::DynamoClient>(*dynamo_options);
         worker::RouteSync sync(loaded->settings, *found->second, *tokens, *store, *dynamo_client,
-                               *outlook);
+                               *outlook, {}, gmail.get());
         return sync.run(context.job.id, context.cancel_flag).result;
       } catch (const postgres::DatabaseUnavailable&) {
         store.reset();  // reconnect on the next job

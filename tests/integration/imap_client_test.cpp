@@ -278,6 +278,30 @@ TEST(ImapClient, PipelinedAppendsReturnOneUidEachAndAFailureDoesNotStopTheRest) 
   EXPECT_EQ(classify(*refused).reason, "no_such_mailbox");
 }
 
+TEST(ImapClient, ARefusedMessageInAMultiappendBatchDoesNotStopTheOthers) {
+  auto client = logged_in_client(Server::kOutlook);
+  ASSERT_TRUE(client->has("MULTIAPPEND"));
+  const std::string folder = unique_name("Multi");
+  client->create(folder);
+  const std::string first = message("Message-ID: <m1@x>\r\n", "one\r\n");
+  const std::string second = message("Message-ID: <m2@x>\r\n", "two\r\n");
+  // Dovecot refuses a zero-byte message: the batch as a whole is refused (RFC 3502 is all or
+  // nothing) and goes again one message at a time.
+  const auto results =
+      client->append_many(folder, std::vector<AppendMessage>{{first}, {""}, {second}});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_TRUE(std::holds_alternative<AppendResult>(results[0]));
+  EXPECT_TRUE(std::holds_alternative<ImapError>(results[1]));
+  EXPECT_TRUE(std::holds_alternative<AppendResult>(results[2]));
+  EXPECT_EQ(client->examine(folder).exists, 2u);
+  // And a clean batch comes back with one UID per message, in order.
+  const auto batch =
+      client->append_many(folder, std::vector<AppendMessage>{{first}, {second}, {first}});
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(*std::get<AppendResult>(batch[1]).uid, *std::get<AppendResult>(batch[0]).uid + 1);
+  EXPECT_EQ(*std::get<AppendResult>(batch[2]).uid, *std::get<AppendResult>(batch[1]).uid + 1);
+}
+
 TEST(ImapClient, SearchesByUidRangeHeaderAndDate) {
   auto client = logged_in_client(Server::kOutlook);
   const std::string folder = unique_name("Search");

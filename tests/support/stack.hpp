@@ -26,7 +26,7 @@ std::string emulator_admin(const std::string& path, const std::string& json_body
 // A client logged in with XOAUTH2 as the server's default user.
 std::unique_ptr<imap::Client> logged_in_client(Server server);
 
-// One of the stack's spare Gmail mailboxes (sync01..sync40@gmail.test), claimed for this test
+// One of the stack's spare Gmail mailboxes (sync01..sync60@gmail.test), claimed for this test
 // process alone (a lock file in the stack directory), with its INBOX emptied.
 std::string claim_gmail_user();
 // APPENDs a message to a mailbox of the "gmail" server with the stack's password (seeding).

@@ -26,6 +26,28 @@ std::string uint_text(uint32_t n) {
   return std::to_string(n);
 }
 
+// What follows the mailbox name in APPEND (and repeats per message in MULTIAPPEND):
+// " (flags) "date" {size}\r\n" (RFC 3501 6.3.11, RFC 3502).
+std::string append_message_arguments(const AppendMessage& message, bool non_synchronizing) {
+  std::string out;
+  if (!message.flags.empty()) {
+    out += " (";
+    for (size_t i = 0; i < message.flags.size(); ++i) {
+      check_flag(message.flags[i]);
+      out += (i > 0 ? " " : "") + message.flags[i];
+    }
+    out += ")";
+  }
+  if (message.internaldate) {
+    if (!mail::parse_internaldate(*message.internaldate))
+      throw std::invalid_argument("INTERNALDATE '" + *message.internaldate +
+                                  "' is not dd-Mon-yyyy hh:mm:ss +zzzz");
+    out += " " + detail::quote(*message.internaldate);
+  }
+  return out + " {" + std::to_string(message.bytes.size()) + (non_synchronizing ? "+" : "") +
+         "}\r\n";
+}
+
 }  // namespace
 
 SearchCriteria SearchCriteria::uid_range(uint32_t first, std::optional<uint32_t> last) {
@@ -128,27 +150,6 @@ void Client::uid_fetch(std::string_view uid_set, std::string_view items, FetchSi
       });
 }
 
-std::string Client::append_command(const std::string& tag, std::string_view mailbox,
-                                   const AppendMessage& message, bool non_synchronizing) const {
-  std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox);
-  if (!message.flags.empty()) {
-    command += " (";
-    for (size_t i = 0; i < message.flags.size(); ++i) {
-      check_flag(message.flags[i]);
-      command += (i > 0 ? " " : "") + message.flags[i];
-    }
-    command += ")";
-  }
-  if (message.internaldate) {
-    if (!mail::parse_internaldate(*message.internaldate))
-      throw std::invalid_argument("INTERNALDATE '" + *message.internaldate +
-                                  "' is not dd-Mon-yyyy hh:mm:ss +zzzz");
-    command += " " + detail::quote(*message.internaldate);
-  }
-  command += " {" + std::to_string(message.bytes.size()) + (non_synchronizing ? "+" : "") + "}\r\n";
-  return command;
-}
-
 namespace {
 
 AppendResult append_result(const StatusResponse& ok) {
@@ -185,25 +186,68 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
     return has("LITERAL+") || (has("LITERAL-") && m.bytes.size() <= 4096);
   };
 
-  // Pipelined: every command goes out, then the tagged answers are collected. Bounded, so that
-  // neither side's buffers fill up with unread data.
+  // MULTIAPPEND (RFC 3502): the whole batch in one command, which Dovecot stores in one
+  // transaction (measured here: 200 messages in ~50 ms instead of ~190 ms as separate APPENDs).
+  // All or nothing: if the server refuses it, the batch goes again message by message, so that
+  // the one refused is known and the others are stored.
+  const bool multiappend = has("MULTIAPPEND") && has("UIDPLUS");
+  // Otherwise pipelined: every command goes out, then the tagged answers are collected. Bounded,
+  // so that neither side's buffers fill up with unread data.
   constexpr size_t kMaxInFlightBytes = 32 << 20;
   constexpr size_t kMaxInFlight = 256;
   size_t next = 0;
   while (next < messages.size()) {
-    std::vector<std::string> tags;
-    size_t bytes = 0;
-    while (next < messages.size() && non_synchronizing(messages[next]) &&
-           tags.size() < kMaxInFlight &&
-           (tags.empty() || bytes + messages[next].bytes.size() <= kMaxInFlightBytes)) {
+    size_t end = next, bytes = 0;
+    while (end < messages.size() && non_synchronizing(messages[end]) && end - next < kMaxInFlight &&
+           (end == next || bytes + messages[end].bytes.size() <= kMaxInFlightBytes))
+      bytes += messages[end++].bytes.size();
+    if (multiappend && end - next > 1) {
       const std::string tag = next_tag();
-      std::string command = append_command(tag, mailbox, messages[next], true);
-      command.append(messages[next].bytes);
-      command += "\r\n";
-      send(command);
-      bytes += messages[next].bytes.size();
+      send(tag + " APPEND " + encode_mailbox_argument(mailbox));
+      for (size_t i = next; i < end; ++i) {
+        send(append_message_arguments(messages[i], true));
+        send(messages[i].bytes);
+      }
+      send("\r\n");
+      try {
+        const StatusResponse ok = wait_tagged(tag, "APPEND", nullptr);
+        std::vector<uint32_t> uids;
+        if (ok.code && ok.code->name == "APPENDUID" && ok.code->append_uids) {
+          try {
+            uids = expand_sequence_set(*ok.code->append_uids, end - next);
+          } catch (const std::exception&) {
+            uids.clear();  // no usable APPENDUID: the UIDs stay unknown, the messages are stored
+          }
+        }
+        for (size_t i = next; i < end; ++i) {
+          AppendResult result;
+          if (uids.size() == end - next) {
+            result.uidvalidity = ok.code->append_uidvalidity;
+            result.uid = uids[i - next];
+          }
+          results.emplace_back(result);
+        }
+        next = end;
+        continue;
+      } catch (const ImapError& e) {
+        if (e.status() == Status::kBye) throw;
+        // Refused as a whole: send this batch again one message at a time, below.
+      }
+    }
+    std::vector<std::string> tags;
+    for (; next < end; ++next) {
+      const std::string tag = next_tag();
+      const std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox) +
+                                  append_message_arguments(messages[next], true);
+      const std::string_view body = messages[next].bytes;
+      if (body.size() < (64u << 10)) {
+        send(command + std::string(body) + "\r\n");
+      } else {  // a large message goes out as it is, not copied into the command
+        send(command);
+        send(body);
+        send("\r\n");
+      }
       tags.push_back(tag);
-      ++next;
     }
     for (const std::string& tag : tags) {
       try {
@@ -217,13 +261,15 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         !non_synchronizing(messages[next])) {  // one synchronizing literal
       const AppendMessage& message = messages[next++];
       const std::string tag = next_tag();
-      send(append_command(tag, mailbox, message, false));
+      send(tag + " APPEND " + encode_mailbox_argument(mailbox) +
+           append_message_arguments(message, false));
       std::optional<AppendOutcome> outcome;
       for (;;) {
         Response response = read_response();
         note(response);
         if (std::holds_alternative<Continuation>(response)) {
-          send(std::string(message.bytes) + "\r\n");
+          send(message.bytes);
+          send("\r\n");
           try {
             outcome = append_result(wait_tagged(tag, "APPEND", nullptr));
           } catch (const ImapError& e) {

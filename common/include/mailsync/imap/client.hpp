@@ -162,8 +162,6 @@ class Client {
   void start_tls(const ClientOptions& options);
   void authenticate(const std::string& mechanism, const std::string& initial_response);
   MailboxInfo open_mailbox(const std::string& command, std::string_view mailbox);
-  std::string append_command(const std::string& tag, std::string_view mailbox,
-                             const AppendMessage& message, bool non_synchronizing) const;
 
   std::unique_ptr<net::Stream> stream_;
   ResponseParser parser_;
