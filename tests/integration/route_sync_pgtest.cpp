@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mailsync/dynamo/dynamo_client.hpp"
+#include "mailsync/http/http_client.hpp"
 #include "mailsync/mail/rfc822.hpp"
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/util/sha256.hpp"
@@ -326,6 +327,47 @@ TEST_F(RouteSyncTest, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {
                 {"last_uid", dynamo::N(2)},
                 {"updated_at", dynamo::S("2025-01-01T00:00:00Z")}});
   EXPECT_EQ(run(route_).result.stats.appended, 1) << "UIDs 1 and 2 were copied by the Lambda";
+}
+
+TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDebugSync) {
+  for (int i = 0; i < 3; ++i)
+    seed(
+        mailsync::testing::message("Message-ID: <secret" + std::to_string(i) + "@x>\r\n", "x\r\n"));
+  const nlohmann::json routes =
+      nlohmann::json::array({{{"gmail_email", user_},
+                              {"outlook_target_folder", route_.target_folder},
+                              {"gmail_refresh_token", route_.gmail_refresh_token->reveal()},
+                              {"initial_sync", "all"}}});
+  const mailsync::testing::EnvChanges env = {{"MAILSYNC_DATABASE_URL", db_.url()},
+                                             {"LOG_LEVEL", "debug"},
+                                             {"SYNC_ROUTES_JSON", routes.dump()},
+                                             {"SYNC_ROUTES_FILE", std::nullopt}};
+  const auto sync = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "run-once"}, env);
+  ASSERT_EQ(sync.exit_code, 0) << sync.err;
+  ASSERT_NE(sync.out.find("3 appended"), std::string::npos) << sync.out;
+  const auto status =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "status", "--json"}, env);
+
+  std::string written = sync.out + sync.err + status.out + status.err;
+  for (const char* table :
+       {"routes", "jobs", "job_attempts", "job_counts", "watermarks", "uid_claims", "failures"})
+    written += db_.query_lines("SELECT t::text FROM mailsync." + std::string(table) + " t");
+  for (const auto& item : dynamo_->query(route_.key(), "")) written += item.dump();
+
+  std::vector<std::string> secrets = {route_.gmail_refresh_token->reveal(),
+                                      stack_env("GMAIL_CLIENT_SECRET"),
+                                      stack_env("MS_CLIENT_SECRET"), stack_env("MS_REFRESH_TOKEN"),
+                                      stack_env("AWS_SECRET_ACCESS_KEY")};
+  mailsync::http::HttpClient http;
+  for (const std::string& user : {user_, stack_env("OUTLOOK_EMAIL")}) {
+    const auto issued = nlohmann::json::parse(
+        http.get(stack_env("MAILSYNC_STACK_OAUTH_URL") + "/admin/issued?user=" + user).body);
+    for (const auto& token : issued["access_tokens"]) secrets.push_back(token.get<std::string>());
+  }
+  ASSERT_GT(secrets.size(), 6u) << "no access token was issued: the scan would prove nothing";
+  EXPECT_NE(written.find(" debug "), std::string::npos) << "the sync did not log at debug level";
+  for (const auto& secret : secrets)
+    EXPECT_EQ(written.find(secret), std::string::npos) << "a secret was written out";
 }
 
 }  // namespace
