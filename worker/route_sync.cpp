@@ -499,7 +499,8 @@ struct RouteSync::Impl {
   }
 
   std::optional<sync::Watermark>
-      stored_mark;  // what the store holds, to skip writes that change nothing
+      stored_mark;        // what the store holds, to skip writes that change nothing
+  PhaseClock job_phases;  // per-job timings for the debug line
 
   void set_watermark(uint32_t uidvalidity, uint32_t last_uid) {
     if (s.options_.dry_run) return;
@@ -525,8 +526,10 @@ struct RouteSync::Impl {
       return report;
     }
 
+    job_phases.mark("state");
     // 1. The gate: no IMAP work while DynamoDB is unreachable (invariant 6).
     s.dynamo_.check_table();
+    job_phases.mark("gate");
 
     // 2-3. Tokens and the source, read-only (invariant 1).
     imap::MailboxInfo inbox;
@@ -535,8 +538,10 @@ struct RouteSync::Impl {
                   ? s.gmail_pool_->acquire(route.gmail_email)
                   : imap::Client::connect(imap_options(s.settings_, s.settings_.gmail_imap));
       const bool reused = gmail->authenticated();
+      job_phases.mark(reused ? "pooled connection" : "new connection");
       try {
         if (!reused) login(*gmail, route.gmail_email, gmail_credential(s.settings_, route));
+        job_phases.mark("login");
         inbox = gmail->examine("INBOX");
         break;
       } catch (const std::exception& e) {
@@ -549,6 +554,7 @@ struct RouteSync::Impl {
       }
     }
     const bool gmail_ext = gmail->has("X-GM-EXT-1");
+    job_phases.mark("examine");
 
     // 4. Where to start.
     std::optional<sync::Watermark> watermark = s.store_.watermark(key);
@@ -596,12 +602,14 @@ struct RouteSync::Impl {
     if (!candidates.empty() && floor >= candidates.front())
       floor = std::min(floor, candidates.front() - 1);
 
+    job_phases.mark("plan");
     // 5. Crash leftovers, then the destination folder.
     if (!s.options_.dry_run) {
       reconcile();
       if (!candidates.empty()) ensure_folder();
     }
 
+    job_phases.mark("reconcile");
     // 6. Sizes first, to cut bounded batches; then fetch, claim, append, finalize per batch.
     MetaSink meta;
     for (size_t i = 0; i < candidates.size(); i += 2000) {
@@ -661,6 +669,8 @@ struct RouteSync::Impl {
             ? std::to_string(failed_messages) + " messages not copied, last: " + last_message_error
             : "";
     if (!s.options_.dry_run) s.store_.set_outcome(key, "succeeded", detail, true);
+    job_phases.mark("outcome");
+    log(spdlog::level::debug, "phases: " + job_phases.text);
     log(spdlog::level::info,
         "done: " + std::to_string(stats.fetched) + " fetched, " + std::to_string(stats.appended) +
             " appended, " + std::to_string(stats.skipped) + " skipped, " +

@@ -109,9 +109,13 @@ int main(int argc, char** argv) {
     for (const auto& route : loaded->routes) routes[route.key()] = &route;
     tokens = std::make_unique<oauth::TokenProvider>(
         oauth::TokenProviderOptions{.http = {.ca_file = loaded->settings.tls_ca_file}});
-    outlook = std::make_unique<worker::OutlookPool>([&] {
+    outlook = std::make_unique<worker::ImapPool>([&] {
       return imap::Client::connect(
           worker::imap_options(loaded->settings, loaded->settings.outlook_imap));
+    });
+    gmail = std::make_unique<worker::ImapPool>([&] {
+      return imap::Client::connect(
+          worker::imap_options(loaded->settings, loaded->settings.gmail_imap));
     });
     queue::KindConfig route_sync;
     route_sync.record_attempts = true;

@@ -11,6 +11,7 @@
 #include "mailsync/http/http_client.hpp"
 #include "mailsync/mail/rfc822.hpp"
 #include "mailsync/postgres/migrator.hpp"
+#include "mailsync/queue/route_store.hpp"
 #include "mailsync/util/sha256.hpp"
 #include "route_sync.hpp"
 #include "support/corpus.hpp"
@@ -246,6 +247,11 @@ TEST_F(RouteSyncTest, ARouteWithARevokedTokenNeedsAuthAndAnotherRouteGoesOn) {
   EXPECT_EQ(run(healthy).result.stats.appended, 1) << "the other route was disturbed";
   // A second run of the broken route does not retry in a loop: it ends at once.
   EXPECT_EQ(run(route_).result.outcome, queue::Outcome::kCancelled);
+  // What the log tells the operator to run after fixing the token: `mailsync resume`.
+  queue::make_pg_route_store(db_.url(), "test")->set_paused(route_.key(), false);
+  EXPECT_EQ(db_.query_value("SELECT auth_state FROM mailsync.routes WHERE route_key = '" +
+                            route_.key() + "'"),
+            "ok");
 }
 
 TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
