@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -15,9 +17,11 @@
 #include "mailsync/util/sha256.hpp"
 #include "route_sync.hpp"
 #include "support/corpus.hpp"
+#include "support/cut_proxy.hpp"
 #include "support/process.hpp"
 #include "support/stack.hpp"
 #include "support/test_database.hpp"
+#include "support/wait_for.hpp"
 
 namespace {
 
@@ -333,6 +337,88 @@ TEST_F(RouteSyncTest, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {
                 {"last_uid", dynamo::N(2)},
                 {"updated_at", dynamo::S("2025-01-01T00:00:00Z")}});
   EXPECT_EQ(run(route_).result.stats.appended, 1) << "UIDs 1 and 2 were copied by the Lambda";
+}
+
+// Seeds `count` distinct messages of about 5 KB in one pipelined batch; their SHA-256s.
+std::multiset<std::string> seed_many(imap::Client& gmail, int count, const std::string& tag) {
+  std::vector<std::string> bodies;
+  for (int i = 0; i < count; ++i) {
+    std::string body;
+    while (body.size() < 5000)
+      body +=
+          tag + " message " + std::to_string(i) + " line " + std::to_string(body.size()) + "\r\n";
+    bodies.push_back(
+        mailsync::testing::message("Message-ID: <" + tag + std::to_string(i) + "@x>\r\n", body));
+  }
+  std::vector<imap::AppendMessage> batch;
+  std::multiset<std::string> hashes;
+  for (const auto& b : bodies) {
+    batch.push_back({b});
+    hashes.insert(util::Sha256::hex_of(b));
+  }
+  gmail.append_many("INBOX", batch);
+  return hashes;
+}
+
+TEST_F(RouteSyncTest, TheDestinationDroppingTheConnectionMidAppendLosesAndDuplicatesNothing) {
+  const auto sent = seed_many(*gmail_as(user_), 300, "drop");
+  // Through a proxy that cuts the Outlook connection once ~400 KB went out: in the middle of
+  // the first batch's APPEND (about 1 MB).
+  mailsync::testing::CutProxy proxy(settings_.outlook_imap.port, 400'000);
+  config::Settings via_proxy = settings_;
+  via_proxy.outlook_imap.port = proxy.port();
+  worker::ImapPool proxied([&] {
+    return imap::Client::connect(worker::imap_options(via_proxy, via_proxy.outlook_imap));
+  });
+  const worker::SyncReport cut =
+      worker::RouteSync(via_proxy, route_, tokens_, *store_, *dynamo_, proxied).run(1, never_);
+  EXPECT_TRUE(proxy.cut());
+  EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed)
+      << "a dropped connection is retried later, not dead";
+  EXPECT_NE(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
+            "0")
+      << "the interrupted batch should be left PENDING for reconciliation";
+
+  const worker::SyncReport recovered = run(route_);
+  ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated after the drop";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"),
+            "300");
+}
+
+TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterRecovery) {
+  const auto sent = seed_many(*gmail_as(user_), 1000, "kill");
+  const nlohmann::json routes =
+      nlohmann::json::array({{{"gmail_email", user_},
+                              {"outlook_target_folder", route_.target_folder},
+                              {"gmail_refresh_token", route_.gmail_refresh_token->reveal()},
+                              {"initial_sync", "all"}}});
+  const mailsync::testing::EnvChanges env = {{"MAILSYNC_DATABASE_URL", db_.url()},
+                                             {"LOG_LEVEL", "warn"},
+                                             {"SYNC_ROUTES_JSON", routes.dump()},
+                                             {"SYNC_ROUTES_FILE", std::nullopt}};
+  ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
+            0);
+  mailsync::testing::ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1"}, env);
+  const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return std::stoi(db_.query_value(done)) >= 200; }))
+      << worker.read_err();
+  worker.signal(SIGKILL);
+  worker.wait();
+  const int done_at_kill = std::stoi(db_.query_value(done));
+  ASSERT_LT(done_at_kill, 1000)
+      << "the worker finished before it was killed: nothing was interrupted";
+
+  // The next job (after the lease expired) picks up where the killed one stopped.
+  const worker::SyncReport recovered = run(route_);
+  ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated after kill -9";
+  EXPECT_EQ(db_.query_value(done), "1000");
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
+            "0");
 }
 
 TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDebugSync) {
