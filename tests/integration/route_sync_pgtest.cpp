@@ -12,6 +12,7 @@
 #include "mailsync/dynamo/dynamo_client.hpp"
 #include "mailsync/http/http_client.hpp"
 #include "mailsync/mail/rfc822.hpp"
+#include "mailsync/postgres/errors.hpp"
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/route_store.hpp"
 #include "mailsync/util/sha256.hpp"
@@ -419,6 +420,55 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
   EXPECT_EQ(db_.query_value(done), "1000");
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
             "0");
+}
+
+TEST_F(RouteSyncTest, PostgresGoingAwayMidSyncLosesAndDuplicatesNothing) {
+  const auto sent = seed_many(*gmail_as(user_), 600, "pg");
+  // The sync state through a proxy that cuts the database connection part way through the job,
+  // as a PostgreSQL restart would.
+  const std::string url = db_.url();
+  const size_t port_at = url.find(':', url.find("@")) + 1;
+  const uint16_t pg_port = static_cast<uint16_t>(std::stoi(url.substr(port_at)));
+  mailsync::testing::CutProxy proxy(pg_port, 40'000);
+  const std::string via_proxy =
+      url.substr(0, port_at) + std::to_string(proxy.port()) + url.substr(url.find('/', port_at));
+  auto fragile_store = sync::make_pg_sync_store(via_proxy, "route_sync test via proxy");
+  try {
+    const worker::SyncReport cut =
+        worker::RouteSync(settings_, route_, tokens_, *fragile_store, *dynamo_, pool_)
+            .run(1, never_);
+    EXPECT_NE(cut.result.outcome, queue::Outcome::kSucceeded);
+  } catch (const postgres::DatabaseUnavailable&) {
+    // what the worker sees: it reconnects and the job runs again
+  }
+  EXPECT_TRUE(proxy.cut());
+  const worker::SyncReport recovered = run(route_);
+  ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated after the database went";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"),
+            "600");
+}
+
+TEST_F(RouteSyncTest, DynamoDbGoingAwayMidSyncLosesAndDuplicatesNothing) {
+  const auto sent = seed_many(*gmail_as(user_), 600, "ddb");
+  const std::string endpoint = dynamo_options_.endpoint;
+  const uint16_t ddb_port =
+      static_cast<uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  mailsync::testing::CutProxy proxy(ddb_port,
+                                    150'000);  // after the gate and about a batch of claims
+  dynamo::DynamoOptions via_proxy = dynamo_options_;
+  via_proxy.endpoint = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/";
+  via_proxy.attempts = 1;
+  dynamo::DynamoClient fragile(via_proxy);
+  const worker::SyncReport cut = run(route_, &fragile);
+  EXPECT_TRUE(proxy.cut());
+  EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed) << "DynamoDB unreachable: retried later";
+  const worker::SyncReport recovered = run(route_);
+  ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated after DynamoDB went";
+  EXPECT_EQ(dynamo_->query(route_.key(), "UID#").size(), 600u);
 }
 
 TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDebugSync) {
