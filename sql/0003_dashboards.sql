@@ -33,7 +33,8 @@ SELECT r.route_key, r.gmail_email, r.outlook_email, r.target_folder, r.enabled, 
        coalesce(r.last_run_at, a.finished_at) AS last_run_at,
        coalesce(r.last_error, a.error) AS last_error,
        coalesce(r.last_success_at, s.finished_at) AS last_success_at,
-       extract(epoch FROM now() - coalesce(r.last_success_at, s.finished_at))::bigint AS lag_seconds
+       extract(epoch FROM now() - coalesce(r.last_success_at, s.finished_at))::bigint AS lag_seconds,
+       coalesce(f.permanent, 0) AS refused_messages, coalesce(f.transient, 0) AS retrying_messages
 FROM mailsync.routes r
 LEFT JOIN LATERAL (
   SELECT j.id, j.state, j.attempt, j.run_at, j.last_error FROM mailsync.jobs j
@@ -49,7 +50,13 @@ LEFT JOIN LATERAL (
   SELECT a.finished_at FROM mailsync.job_attempts a
   WHERE a.route_key = r.route_key AND a.outcome = 'succeeded'
   ORDER BY a.started_at DESC LIMIT 1
-) s ON true;
+) s ON true
+-- Messages not copied: refused for good (the server's words are in mailsync.failures) or waiting
+-- for a retry.
+LEFT JOIN LATERAL (
+  SELECT count(*) FILTER (WHERE permanent) AS permanent, count(*) FILTER (WHERE NOT permanent) AS transient
+  FROM mailsync.failures x WHERE x.route_key = r.route_key
+) f ON true;
 
 -- Routes whose latest attempt did not succeed: attempts so far, the error, when it runs next.
 CREATE VIEW mailsync.failing_routes AS

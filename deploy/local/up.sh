@@ -102,9 +102,9 @@ fi
 vmail_uid=$(id -u vmail 2>/dev/null || id -u)
 vmail_gid=$(id -g vmail 2>/dev/null || id -g)
 
-start_dovecot() {  # NAME PORT STARTTLS_PORT(0: none) PROVIDER USERS...
-  local name=$1 port=$2 plain_port=$3 provider=$4
-  shift 4
+start_dovecot() {  # NAME PORT STARTTLS_PORT(0: none) PROVIDER EXTRA_CONF USERS...
+  local name=$1 port=$2 plain_port=$3 provider=$4 extra_conf=$5
+  shift 5
   local dir="$stack/dovecot-$name"
   mkdir -p "$dir/run" "$dir/state" "$dir/mail"
   chown "$vmail_uid:$vmail_gid" "$dir/mail"
@@ -195,6 +195,7 @@ service anvil {
     mode = 0
   }
 }
+$extra_conf
 CONF
   log "dovecot $name on 127.0.0.1:$port"
   dovecot -c "$dir/dovecot.conf" || die "dovecot $name did not start: $(tail -5 "$dir/dovecot.log" 2>/dev/null)"
@@ -202,8 +203,17 @@ CONF
   if [[ $plain_port != 0 ]]; then wait_listening "$plain_port" "dovecot $name (STARTTLS)"; fi
   echo "dovecot-$name $(cat "$dir/run/master.pid")" >>"$stack/pids"
 }
-start_dovecot gmail "$gmail_port" "$starttls_port" google "${gmail_users[@]}" "${test_users[@]}"
-start_dovecot outlook "$outlook_port" 0 microsoft "$outlook_user"
+start_dovecot gmail "$gmail_port" "$starttls_port" google "" "${gmail_users[@]}" "${test_users[@]}"
+# Outlook.com refuses messages over its size limit; so does this one, with NO [LIMIT] (quota
+# plugin), and it says so in its capabilities (APPENDLIMIT, RFC 7889).
+outlook_limit=$((40 * 1024 * 1024))
+start_dovecot outlook "$outlook_port" 0 microsoft "mail_plugins = \$mail_plugins quota
+imap_capability = +APPENDLIMIT=$outlook_limit
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_max_mail_size = $outlook_limit
+}" "$outlook_user"
 
 # ---- dynalite --------------------------------------------------------------------------------
 log "dynalite on 127.0.0.1:$dynamo_port"
@@ -260,6 +270,7 @@ export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/pos
 export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
 export MAILSYNC_STACK_TEST_USERS='${test_users[*]}'
+export MAILSYNC_STACK_OUTLOOK_APPEND_LIMIT='$outlook_limit'
 export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'
 export MAILSYNC_STACK_ROUTES_FILE='$stack/routes.json'
 export MAILSYNC_STACK_GMAIL_STARTTLS_PORT='$starttls_port'

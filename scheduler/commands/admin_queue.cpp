@@ -146,15 +146,18 @@ int run_status(std::span<const std::string> args) {
       if (!r["queued_job_id"].is_null())
         queued = "#" + cell(r["queued_job_id"]) + " " + cell(r["queued_job_state"]) + " (attempt " +
                  cell(r["queued_job_attempt"]) + ")";
-      rows.push_back({cell(r["gmail_email"]), cell(r["target_folder"]), state, queued,
-                      cell(r["last_outcome"]), cell(r["last_success_at"]), cell(r["last_error"])});
+      rows.push_back(
+          {cell(r["gmail_email"]), cell(r["target_folder"]), state, queued, cell(r["last_outcome"]),
+           cell(r["last_success_at"]),
+           cell(r["refused_messages"]) + " refused, " + cell(r["retrying_messages"]) + " retrying",
+           cell(r["last_error"])});
     }
     if (rows.empty())
       std::cout << "no routes yet: the scheduler adds the configured routes on its first cycle\n";
     else
-      print_table(
-          {"GMAIL", "FOLDER", "STATE", "QUEUED", "LAST OUTCOME", "LAST SUCCESS", "LAST ERROR"},
-          rows, 48);
+      print_table({"GMAIL", "FOLDER", "STATE", "QUEUED", "LAST OUTCOME", "LAST SUCCESS",
+                   "NOT COPIED", "LAST ERROR"},
+                  rows, 48);
     std::cout << "\nqueue:";
     for (const char* state : {"available", "running", "dead", "cancelled"})
       std::cout << " " << state << " " << summary["by_state"].value(state, 0);

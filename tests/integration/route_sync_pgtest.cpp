@@ -471,6 +471,36 @@ TEST_F(RouteSyncTest, DynamoDbGoingAwayMidSyncLosesAndDuplicatesNothing) {
   EXPECT_EQ(dynamo_->query(route_.key(), "UID#").size(), 600u);
 }
 
+TEST_F(RouteSyncTest,
+       AMessageTheDestinationRefusesIsAPermanentFailureWithTheServersWordsAndTheRestGoOn) {
+  const uint64_t limit = std::stoull(stack_env("MAILSYNC_STACK_OUTLOOK_APPEND_LIMIT"));
+  std::string huge = mailsync::testing::message("Message-ID: <huge@x>\r\n", "");
+  while (huge.size() <= limit) huge += std::string(998, 'h') + "\r\n";
+  seed(mailsync::testing::message("Message-ID: <before@x>\r\n", "x\r\n"));
+  const std::string huge_sha = seed(huge);
+  seed(mailsync::testing::message("Message-ID: <after@x>\r\n", "x\r\n"));
+
+  const worker::SyncReport report = run(route_);
+  ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 2);
+  EXPECT_EQ(report.result.stats.failed, 1);
+  EXPECT_EQ(db_.query_value("SELECT reason || ' ' || permanent FROM mailsync.failures"),
+            "too_large true");
+  EXPECT_NE(db_.query_value("SELECT last_error FROM mailsync.failures")
+                .find("[LIMIT] Mail size is larger"),
+            std::string::npos)
+      << "the server's own words are kept";
+  EXPECT_EQ(dynamo_->query(route_.key(), "FAIL#").size(), 1u);
+  for (const auto& m : read_folder(*outlook(), route_.target_folder)) EXPECT_NE(m.sha256, huge_sha);
+  // Invariant 4: a recorded failure does not hold the watermark back; permanent ones are not
+  // retried.
+  EXPECT_EQ(db_.query_value("SELECT last_uid FROM mailsync.watermarks"), "3");
+  const worker::SyncReport again = run(route_);
+  EXPECT_EQ(again.result.stats.fetched, 0);
+  EXPECT_EQ(db_.query_value("SELECT refused_messages FROM mailsync.route_status"), "1")
+      << "status keeps showing the refused message after later clean runs";
+}
+
 TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDebugSync) {
   for (int i = 0; i < 3; ++i)
     seed(
