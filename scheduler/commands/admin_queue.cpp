@@ -52,6 +52,23 @@ std::vector<int64_t> parse_ids(const std::vector<std::string>& words, std::strin
   return ids;
 }
 
+// Jobs as JSON or as a table; dead jobs show when they died instead of when they run.
+int print_jobs(const nlohmann::json& jobs, bool as_json, bool dead) {
+  if (as_json) {
+    std::cout << jobs.dump(2) << "\n";
+    return exit_code::kOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& j : jobs)
+    rows.push_back({cell(j["id"]), cell(j["kind"]), cell(j["state"]),
+                    cell(j["attempt"]) + "/" + cell(j["max_attempts"]),
+                    cell(dead ? j["finished_at"] : j["run_at"]), cell(j["route_key"]),
+                    cell(j["last_error"])});
+  print_table(
+      {"ID", "KIND", "STATE", "ATTEMPT", dead ? "DIED AT" : "RUN AT", "ROUTE", "LAST ERROR"}, rows);
+  return exit_code::kOk;
+}
+
 std::string join_ids(const std::vector<int64_t>& ids) {
   std::string out;
   for (const int64_t id : ids) out += (out.empty() ? "" : " ") + std::to_string(id);
@@ -196,18 +213,7 @@ int run_jobs(std::span<const std::string> args) {
   if (vm.count("route")) filter.route_key = vm["route"].as<std::string>();
   filter.limit = vm["limit"].as<int>();
   return with_route_store("jobs", [&](queue::RouteStore& store) {
-    const nlohmann::json jobs = store.list_jobs(filter);
-    if (vm.count("json")) {
-      std::cout << jobs.dump(2) << "\n";
-      return exit_code::kOk;
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& j : jobs)
-      rows.push_back({cell(j["id"]), cell(j["kind"]), cell(j["state"]),
-                      cell(j["attempt"]) + "/" + cell(j["max_attempts"]), cell(j["run_at"]),
-                      cell(j["route_key"]), cell(j["last_error"])});
-    print_table({"ID", "KIND", "STATE", "ATTEMPT", "RUN AT", "ROUTE", "LAST ERROR"}, rows);
-    return exit_code::kOk;
+    return print_jobs(store.list_jobs(filter), vm.count("json") > 0, false);
   });
 }
 
@@ -247,17 +253,7 @@ int run_dead(std::span<const std::string> args) {
       queue::JobsFilter filter;
       filter.state = "dead";
       filter.limit = 1000;
-      const nlohmann::json jobs = store.list_jobs(filter);
-      if (vm.count("json")) {
-        std::cout << jobs.dump(2) << "\n";
-        return exit_code::kOk;
-      }
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& j : jobs)
-        rows.push_back({cell(j["id"]), cell(j["kind"]), cell(j["attempt"]), cell(j["finished_at"]),
-                        cell(j["route_key"]), cell(j["last_error"])});
-      print_table({"ID", "KIND", "ATTEMPTS", "DIED AT", "ROUTE", "LAST ERROR"}, rows);
-      return exit_code::kOk;
+      return print_jobs(store.list_jobs(filter), vm.count("json") > 0, true);
     }
     const std::vector<int64_t> done = action == "retry"
                                           ? store.retry_dead(ids, vm["attempts"].as<int>())

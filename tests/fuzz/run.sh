@@ -11,7 +11,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target=${1:?usage: run.sh imap_response|mutf7|rfc822 [SECONDS]}
 seconds=${2:-600}
 case $target in
-  imap_response) sources=(common/src/imap/parser.cpp) ;;
+  imap_response) sources=(common/src/imap/parser.cpp common/src/util/strings.cpp) ;;
   mutf7) sources=(common/src/imap/utf7.cpp) ;;
   rfc822) sources=(common/src/mail/rfc822.cpp) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;

@@ -119,6 +119,18 @@ class RouteSyncTest : public ::testing::Test {
     client->login(user, stack_env("MAILSYNC_STACK_IMAP_PASSWORD"));
     return client;
   }
+  // The environment for running the executables on this test's route and database.
+  mailsync::testing::EnvChanges process_env(const std::string& log_level) const {
+    const nlohmann::json routes =
+        nlohmann::json::array({{{"gmail_email", user_},
+                                {"outlook_target_folder", route_.target_folder},
+                                {"gmail_refresh_token", route_.gmail_refresh_token->reveal()},
+                                {"initial_sync", "all"}}});
+    return {{"MAILSYNC_DATABASE_URL", db_.url()},
+            {"LOG_LEVEL", log_level},
+            {"SYNC_ROUTES_JSON", routes.dump()},
+            {"SYNC_ROUTES_FILE", std::nullopt}};
+  }
   std::unique_ptr<imap::Client> outlook() {
     return mailsync::testing::logged_in_client(Server::kOutlook);
   }
@@ -390,15 +402,7 @@ TEST_F(RouteSyncTest, TheDestinationDroppingTheConnectionMidAppendLosesAndDuplic
 
 TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterRecovery) {
   const auto sent = seed_many(*gmail_as(user_), 1000, "kill");
-  const nlohmann::json routes =
-      nlohmann::json::array({{{"gmail_email", user_},
-                              {"outlook_target_folder", route_.target_folder},
-                              {"gmail_refresh_token", route_.gmail_refresh_token->reveal()},
-                              {"initial_sync", "all"}}});
-  const mailsync::testing::EnvChanges env = {{"MAILSYNC_DATABASE_URL", db_.url()},
-                                             {"LOG_LEVEL", "warn"},
-                                             {"SYNC_ROUTES_JSON", routes.dump()},
-                                             {"SYNC_ROUTES_FILE", std::nullopt}};
+  const mailsync::testing::EnvChanges env = process_env("warn");
   ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
             0);
   mailsync::testing::ChildProcess worker(
@@ -505,15 +509,7 @@ TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDe
   for (int i = 0; i < 3; ++i)
     seed(
         mailsync::testing::message("Message-ID: <secret" + std::to_string(i) + "@x>\r\n", "x\r\n"));
-  const nlohmann::json routes =
-      nlohmann::json::array({{{"gmail_email", user_},
-                              {"outlook_target_folder", route_.target_folder},
-                              {"gmail_refresh_token", route_.gmail_refresh_token->reveal()},
-                              {"initial_sync", "all"}}});
-  const mailsync::testing::EnvChanges env = {{"MAILSYNC_DATABASE_URL", db_.url()},
-                                             {"LOG_LEVEL", "debug"},
-                                             {"SYNC_ROUTES_JSON", routes.dump()},
-                                             {"SYNC_ROUTES_FILE", std::nullopt}};
+  const mailsync::testing::EnvChanges env = process_env("debug");
   const auto sync = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "run-once"}, env);
   ASSERT_EQ(sync.exit_code, 0) << sync.err;
   ASSERT_NE(sync.out.find("3 appended"), std::string::npos) << sync.out;

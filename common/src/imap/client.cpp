@@ -8,19 +8,11 @@
 #include "imap/arguments.hpp"
 #include "mailsync/imap/utf7.hpp"
 #include "mailsync/util/base64.hpp"
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::imap {
 
-namespace {
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string encode_mailbox_argument(std::string_view utf8_name) {
   detail::check_argument(utf8_name, "mailbox name");
@@ -28,7 +20,7 @@ std::string encode_mailbox_argument(std::string_view utf8_name) {
   const auto encoded = encode_mailbox_name(utf8_name);
   if (!encoded) throw std::invalid_argument("mailbox name is not valid UTF-8");
   // INBOX is case-insensitive (RFC 3501 5.1); send it as the server knows it.
-  if (upper(*encoded) == "INBOX") return "INBOX";
+  if (util::ascii_upper(*encoded) == "INBOX") return "INBOX";
   return detail::quote(*encoded);
 }
 
@@ -92,7 +84,7 @@ void Client::start_tls(const ClientOptions& options) {
 }
 
 bool Client::has(std::string_view capability) const {
-  return capabilities_.contains(upper(capability));
+  return capabilities_.contains(util::ascii_upper(capability));
 }
 
 std::optional<uint64_t> Client::append_limit() const {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mailsync/util/strings.hpp"
+
 namespace mailsync::imap {
 
 std::string_view to_string(Status status) {
@@ -22,13 +24,6 @@ std::string_view to_string(Status status) {
 }
 
 namespace {
-
-std::string upper(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  return out;
-}
 
 bool is_digit(int c) {
   return c >= '0' && c <= '9';
@@ -193,7 +188,7 @@ class Cursor {
   }
 
   bool nil() {
-    if (in_.size() - pos_ >= 3 && upper(in_.substr(pos_, 3)) == "NIL" &&
+    if (in_.size() - pos_ >= 3 && util::ascii_upper(in_.substr(pos_, 3)) == "NIL" &&
         !is_atom_char(peek_at(pos_ + 3))) {
       pos_ += 3;
       return true;
@@ -294,7 +289,7 @@ std::vector<std::string> split_words(std::string_view text) {
 ResponseCode parse_code(Cursor& c) {
   c.expect('[', "a response code");
   ResponseCode code;
-  code.name = upper(c.atom("a response code name"));
+  code.name = util::ascii_upper(c.atom("a response code name"));
   if (c.consume(' ')) {
     // Text up to the closing bracket; PERMANENTFLAGS and BADCHARSET carry parenthesised lists.
     std::string text;
@@ -321,7 +316,7 @@ ResponseCode parse_code(Cursor& c) {
     code.copy_source_uids = words[1];
     code.copy_dest_uids = words[2];
   } else if (code.name == "CAPABILITY") {
-    for (const auto& word : words) code.capabilities.push_back(upper(word));
+    for (const auto& word : words) code.capabilities.push_back(util::ascii_upper(word));
   } else if (code.name == "PERMANENTFLAGS") {
     std::string inner = code.text;
     if (!inner.empty() && inner.front() == '(') inner.erase(0, 1);
@@ -363,7 +358,7 @@ FetchData parse_fetch(Cursor& c, uint32_t seq) {
   while (!c.consume(')')) {
     if (!first) c.sp();
     first = false;
-    std::string name = upper(c.item_name());
+    std::string name = util::ascii_upper(c.item_name());
     std::string section;
     bool has_section = false;
     if (c.consume('[')) {  // BODY[...] / BINARY[...]: section up to "]", then an optional <origin>
@@ -456,14 +451,14 @@ ESearchData parse_esearch(Cursor& c) {
   ESearchData esearch;
   if (c.consume(' ')) {
     if (c.consume('(')) {  // search-correlator: (TAG "A1")
-      if (upper(c.atom()) != "TAG") c.fail("expected TAG in the ESEARCH correlator");
+      if (util::ascii_upper(c.atom()) != "TAG") c.fail("expected TAG in the ESEARCH correlator");
       c.sp();
       esearch.tag = c.string();
       c.expect(')', "the end of the ESEARCH correlator");
       if (!c.consume(' ')) return esearch;
     }
     for (bool more = true; more; more = c.consume(' ')) {
-      const std::string name = upper(c.atom("an ESEARCH return item"));
+      const std::string name = util::ascii_upper(c.atom("an ESEARCH return item"));
       if (name == "UID") {
         esearch.uid = true;
         continue;
@@ -488,20 +483,21 @@ Response parse_untagged(Cursor& c) {
   if (is_digit(c.peek())) {
     const uint32_t number = c.number32();
     c.sp();
-    const std::string keyword = upper(c.atom("a message data keyword"));
+    const std::string keyword = util::ascii_upper(c.atom("a message data keyword"));
     if (keyword == "FETCH") return parse_fetch(c, number);
     if (keyword == "EXISTS") return CountData{CountData::Kind::kExists, number};
     if (keyword == "RECENT") return CountData{CountData::Kind::kRecent, number};
     if (keyword == "EXPUNGE") return CountData{CountData::Kind::kExpunge, number};
     c.fail("unknown message data " + keyword);
   }
-  const std::string keyword = upper(c.atom("an untagged response keyword"));
+  const std::string keyword = util::ascii_upper(c.atom("an untagged response keyword"));
   if (keyword == "OK" || keyword == "NO" || keyword == "BAD" || keyword == "PREAUTH" ||
       keyword == "BYE")
     return parse_status(c, "*", keyword);
   if (keyword == "CAPABILITY") {
     CapabilityData capability;
-    while (c.consume(' ')) capability.capabilities.push_back(upper(c.atom("a capability")));
+    while (c.consume(' '))
+      capability.capabilities.push_back(util::ascii_upper(c.atom("a capability")));
     return capability;
   }
   if (keyword == "LIST" || keyword == "LSUB") return parse_list(c);
@@ -537,7 +533,7 @@ Response parse_complete(std::string_view input, const std::vector<size_t>& strea
   } else {
     std::string tag = c.atom("a tag");
     c.sp();
-    const std::string keyword = upper(c.atom("OK, NO or BAD"));
+    const std::string keyword = util::ascii_upper(c.atom("OK, NO or BAD"));
     if (keyword != "OK" && keyword != "NO" && keyword != "BAD")
       c.fail("a tagged response must be OK, NO or BAD");
     response = parse_status(c, std::move(tag), keyword);
@@ -667,7 +663,7 @@ void ResponseParser::scan() {
       while (i < response.size() && is_digit(response[i]) && number <= UINT32_MAX)
         number = number * 10 + static_cast<uint64_t>(response[i++] - '0');
       const bool is_fetch =
-          i > 2 && number <= UINT32_MAX && upper(response.substr(i, 7)) == " FETCH ";
+          i > 2 && number <= UINT32_MAX && util::ascii_upper(response.substr(i, 7)) == " FETCH ";
       // The item just before the literal: "BODY[...]", "BODY[...]<n>", "BINARY[...]" or "RFC822".
       size_t item_end = response.rfind('{');
       if (item_end > 0 && response[item_end - 1] == '~') --item_end;
@@ -677,7 +673,7 @@ void ResponseParser::scan() {
         before = before.substr(0, before.rfind('<'));
       const size_t separator = before.find_last_of(" (");
       const std::string item =
-          upper(before.substr(separator == std::string_view::npos ? 0 : separator + 1));
+          util::ascii_upper(before.substr(separator == std::string_view::npos ? 0 : separator + 1));
       const bool body_item =
           ((item.starts_with("BODY[") || item.starts_with("BINARY[")) && item.ends_with("]")) ||
           item == "RFC822";

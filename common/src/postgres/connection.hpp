@@ -11,6 +11,9 @@
 
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/util/strings.hpp"
+#include "postgres/query.hpp"
+
+#include <span>
 
 namespace mailsync::postgres::detail {
 
@@ -45,5 +48,29 @@ inline std::unique_ptr<pqxx::connection> open_connection(const std::string& data
     return connection;
   });
 }
+
+// One connection, its prepared statements, and error translation around every use: what each
+// Pg*Store is built on. One thread at a time, like the connection.
+class PreparedConnection {
+ public:
+  PreparedConnection(std::string url, std::string_view application_name,
+                     std::span<const queries::Query> statements)
+      : url_(std::move(url)), connection_(open_connection(url_, application_name)) {
+    translate_errors(url_, [&] {
+      for (const auto& statement : statements) connection_->prepare(statement.name, statement.sql);
+    });
+  }
+
+  template <typename Fn>
+  decltype(auto) run(Fn&& body) {
+    return translate_errors(url_, std::forward<Fn>(body));
+  }
+
+  pqxx::connection& connection() { return *connection_; }
+
+ private:
+  std::string url_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
 
 }  // namespace mailsync::postgres::detail

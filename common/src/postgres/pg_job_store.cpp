@@ -40,20 +40,9 @@ class JobReceiver final : public pqxx::notification_receiver {
 };
 
 class PgJobStore final : public JobStore {
- private:
-  template <typename Fn>
-  decltype(auto) run(Fn&& body) {
-    return postgres::detail::translate_errors(url_, std::forward<Fn>(body));
-  }
-
  public:
   PgJobStore(std::string url, const std::string& application_name)
-      : url_(std::move(url)),
-        connection_(postgres::detail::open_connection(url_, application_name)) {
-    run([&] {
-      for (const auto& query : q::kAll) connection_->prepare(query.name, query.sql);
-    });
-  }
+      : db_(std::move(url), application_name, q::kAll) {}
 
   std::vector<int64_t> enqueue(std::span<const NewJob> jobs) override {
     if (jobs.empty()) return {};
@@ -69,8 +58,8 @@ class PgJobStore final : public JobStore {
         run_ats.add_null();
       max_attempts.add(std::to_string(job.max_attempts));
     }
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result =
           work.exec_prepared(q::kJobEnqueue.name, kinds.str(), routes.str(), args.str(),
                              priorities.str(), run_ats.str(), max_attempts.str());
@@ -87,8 +76,8 @@ class PgJobStore final : public JobStore {
     TextArray kind_array;
     for (const auto& kind : kinds) kind_array.add(kind);
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result =
           work.exec_prepared(q::kJobClaim.name, owner, limit, now_param.get(),
                              static_cast<int64_t>(lease.count()), kind_array.str());
@@ -145,8 +134,8 @@ class PgJobStore final : public JobStore {
       bytes.add(std::to_string(f.stats.bytes));
     }
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result = work.exec_prepared(
           q::kJobFinish.name, ids.str(), outcomes.str(), errors.str(), run_ats.str(), records.str(),
           run_ids.str(), fetched.str(), appended.str(), skipped.str(), failed.str(), bytes.str(),
@@ -165,8 +154,8 @@ class PgJobStore final : public JobStore {
     ids.reserve(finishes.size());
     for (const Finish& f : finishes) ids.push_back(f.job_id);
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result = work.exec_prepared(
           q::kJobSucceed.name, postgres::detail::int_array<int64_t>(ids), owner, now_param.get());
       work.commit();
@@ -182,8 +171,8 @@ class PgJobStore final : public JobStore {
                                  std::optional<TimePoint> now) override {
     if (ids.empty()) return {};
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result =
           work.exec_prepared(q::kJobHeartbeat.name, postgres::detail::int_array(ids), owner,
                              static_cast<int64_t>(lease.count()), now_param.get());
@@ -198,8 +187,8 @@ class PgJobStore final : public JobStore {
               std::optional<TimePoint> now) override {
     if (ids.empty()) return 0;
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result = work.exec_prepared(
           q::kJobRelease.name, postgres::detail::int_array(ids), owner, now_param.get());
       work.commit();
@@ -209,8 +198,8 @@ class PgJobStore final : public JobStore {
 
   RescueResult rescue_expired(int limit, std::optional<TimePoint> now) override {
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result = work.exec_prepared(q::kJobRescue.name, limit, now_param.get());
       work.commit();
       RescueResult rescued;
@@ -224,8 +213,8 @@ class PgJobStore final : public JobStore {
   PruneResult prune(std::chrono::seconds retention, std::chrono::seconds dead_retention, int limit,
                     std::optional<TimePoint> now) override {
     const NowParam now_param(now);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::row row =
           work.exec_prepared1(q::kJobPrune.name, static_cast<int64_t>(retention.count()),
                               static_cast<int64_t>(dead_retention.count()), limit, now_param.get());
@@ -235,17 +224,17 @@ class PgJobStore final : public JobStore {
   }
 
   void listen() override {
-    run([&] { receiver_ = std::make_unique<JobReceiver>(*connection_); });
+    db_.run([&] { receiver_ = std::make_unique<JobReceiver>(db_.connection()); });
   }
 
   bool wait(std::chrono::milliseconds timeout, int wake_fd) override {
-    return run([&] {
+    return db_.run([&] {
       if (receiver_) {
         receiver_->notified = false;
-        connection_->get_notifs();  // what arrived while other statements ran
+        db_.connection().get_notifs();  // what arrived while other statements ran
         if (receiver_->notified) return true;
       }
-      pollfd fds[2] = {{receiver_ ? connection_->sock() : -1, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      pollfd fds[2] = {{receiver_ ? db_.connection().sock() : -1, POLLIN, 0}, {wake_fd, POLLIN, 0}};
       const int ready = ::poll(fds, 2, static_cast<int>(timeout.count()));
       if (ready < 0 && errno != EINTR)
         throw postgres::DatabaseUnavailable(std::string("poll: ") + std::strerror(errno));
@@ -255,7 +244,7 @@ class PgJobStore final : public JobStore {
             ::read(wake_fd, &count, sizeof count);  // reset the eventfd
       }
       if (receiver_ && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-        connection_->get_notifs();  // throws broken_connection when the server went away
+        db_.connection().get_notifs();  // throws broken_connection when the server went away
         return receiver_->notified;
       }
       return false;
@@ -263,8 +252,7 @@ class PgJobStore final : public JobStore {
   }
 
  private:
-  std::string url_;
-  std::unique_ptr<pqxx::connection> connection_;
+  postgres::detail::PreparedConnection db_;
   std::unique_ptr<JobReceiver> receiver_;
 };
 

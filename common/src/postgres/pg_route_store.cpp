@@ -26,20 +26,9 @@ std::vector<int64_t> ids_of(const pqxx::result& result) {
 }
 
 class PgRouteStore final : public RouteStore {
- private:
-  template <typename Fn>
-  decltype(auto) run(Fn&& body) {
-    return postgres::detail::translate_errors(url_, std::forward<Fn>(body));
-  }
-
  public:
   PgRouteStore(std::string url, const std::string& application_name)
-      : url_(std::move(url)),
-        connection_(postgres::detail::open_connection(url_, application_name)) {
-    run([&] {
-      for (const auto& query : q::kAllRouteQueries) connection_->prepare(query.name, query.sql);
-    });
-  }
+      : db_(std::move(url), application_name, q::kAllRouteQueries) {}
 
   RouteUpsert upsert_routes(std::span<const config::Route> routes) override {
     TextArray keys, gmail, outlook, folders, enabled;
@@ -50,8 +39,8 @@ class PgRouteStore final : public RouteStore {
       folders.add(route.target_folder);
       enabled.add(route.enabled ? "t" : "f");
     }
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::row row = work.exec_prepared1(q::kRouteUpsert.name, keys.str(), gmail.str(),
                                                 outlook.str(), folders.str(), enabled.str());
       work.commit();
@@ -63,8 +52,8 @@ class PgRouteStore final : public RouteStore {
                                           std::chrono::milliseconds interval, bool force,
                                           int max_attempts, std::optional<TimePoint> now) override {
     const NullableParam now_param = NullableParam::time(now);
-    return run([&]() -> std::optional<int> {
-      pqxx::work work(*connection_);
+    return db_.run([&]() -> std::optional<int> {
+      pqxx::work work(db_.connection());
       const pqxx::result claimed =
           work.exec_prepared(q::kCycleClaim.name, "route_sync", owner,
                              static_cast<int64_t>(interval.count()), now_param.get(), force);
@@ -80,8 +69,8 @@ class PgRouteStore final : public RouteStore {
   std::vector<int64_t> enqueue_route_syncs(const EnqueueFilter& filter) override {
     const NullableParam route(filter.route_key);
     const NullableParam run_at = NullableParam::time(filter.run_at);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result =
           work.exec_prepared(q::kRouteSyncEnqueue.name, route.get(), filter.priority, run_at.get(),
                              filter.max_attempts);
@@ -91,15 +80,15 @@ class PgRouteStore final : public RouteStore {
   }
 
   bool route_exists(const std::string& route_key) override {
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       return !work.exec_prepared(q::kRouteExists.name, route_key).empty();
     });
   }
 
   bool set_paused(const std::string& route_key, bool paused) override {
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::row row = work.exec_prepared1(q::kRoutePause.name, route_key, paused);
       work.commit();
       return row[0].as<int>() == 1;
@@ -111,8 +100,8 @@ class PgRouteStore final : public RouteStore {
 
   nlohmann::json list_jobs(const JobsFilter& filter) override {
     const NullableParam state(filter.state), kind(filter.kind), route(filter.route_key);
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       const pqxx::row row = work.exec_prepared1(q::kJobsList.name, state.get(), kind.get(),
                                                 route.get(), filter.limit);
       return nlohmann::json::parse(row[0].as<std::string>());
@@ -121,8 +110,8 @@ class PgRouteStore final : public RouteStore {
 
   std::vector<int64_t> retry_dead(std::span<const int64_t> ids, int extra_attempts) override {
     const NullableParam id_param = id_array(ids);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result =
           work.exec_prepared(q::kDeadRetry.name, id_param.get(), extra_attempts);
       work.commit();
@@ -132,8 +121,8 @@ class PgRouteStore final : public RouteStore {
 
   std::vector<int64_t> discard_dead(std::span<const int64_t> ids) override {
     const NullableParam id_param = id_array(ids);
-    return run([&] {
-      pqxx::work work(*connection_);
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result result = work.exec_prepared(q::kDeadDiscard.name, id_param.get());
       work.commit();
       return ids_of(result);
@@ -142,14 +131,13 @@ class PgRouteStore final : public RouteStore {
 
  private:
   nlohmann::json json_of(const char* statement) {
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       return nlohmann::json::parse(work.exec_prepared1(statement)[0].as<std::string>());
     });
   }
 
-  std::string url_;
-  std::unique_ptr<pqxx::connection> connection_;
+  postgres::detail::PreparedConnection db_;
 };
 
 }  // namespace

@@ -145,20 +145,9 @@ std::string uid_array(const std::vector<uint32_t>& uids) {
 }
 
 class PgSyncStore final : public SyncStore {
- private:
-  template <typename Fn>
-  decltype(auto) run(Fn&& body) {
-    return postgres::detail::translate_errors(url_, std::forward<Fn>(body));
-  }
-
  public:
   PgSyncStore(std::string url, const std::string& application_name)
-      : url_(std::move(url)),
-        connection_(postgres::detail::open_connection(url_, application_name)) {
-    run([&] {
-      for (const auto& query : kAll) connection_->prepare(query.name, query.sql);
-    });
-  }
+      : db_(std::move(url), application_name, kAll) {}
 
   void ensure_route(const config::Route& route) override {
     exec(kEnsureRoute, route.key(), route.gmail_email, route.outlook_email, route.target_folder,
@@ -166,8 +155,8 @@ class PgSyncStore final : public SyncStore {
   }
 
   std::optional<Watermark> watermark(const std::string& route) override {
-    return run([&]() -> std::optional<Watermark> {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&]() -> std::optional<Watermark> {
+      pqxx::read_transaction work(db_.connection());
       const pqxx::result r = work.exec_prepared(kWatermarkGet.name, route);
       if (r.empty()) return std::nullopt;
       return Watermark{r[0][0].as<uint32_t>(), r[0][1].as<uint32_t>()};
@@ -190,8 +179,8 @@ class PgSyncStore final : public SyncStore {
       shas.add(r.sha256_hex);
       sizes.add(std::to_string(r.size));
     }
-    run([&] {
-      pqxx::work work(*connection_);
+    db_.run([&] {
+      pqxx::work work(db_.connection());
       const pqxx::result r =
           work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), job_id,
                              ids.str(), shas.str(), sizes.str());
@@ -280,8 +269,8 @@ class PgSyncStore final : public SyncStore {
   }
 
   std::vector<PendingClaim> pending_claims(const std::string& route) override {
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       std::vector<PendingClaim> out;
       for (const auto& row : work.exec_prepared(kPendingClaims.name, route)) {
         PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
@@ -298,8 +287,8 @@ class PgSyncStore final : public SyncStore {
   std::set<uint64_t> copied_gm_msgids(const std::string& route,
                                       const std::vector<uint64_t>& ids) override {
     if (ids.empty()) return {};
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       std::set<uint64_t> out;
       for (const auto& row :
            work.exec_prepared(kCopiedGmMsgids.name, route,
@@ -312,8 +301,8 @@ class PgSyncStore final : public SyncStore {
   bool copied_message(const std::string& route, const std::optional<std::string>& message_id,
                       const std::string& sha256_hex) override {
     const NullableParam id(message_id);
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       return !work.exec_prepared(kCopiedMessage.name, route, id.get(), sha256_hex).empty();
     });
   }
@@ -328,8 +317,8 @@ class PgSyncStore final : public SyncStore {
   }
 
   bool auth_required(const std::string& route) override {
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       const pqxx::result r = work.exec_prepared(kAuthRequired.name, route);
       return !r.empty() && r[0][0].as<bool>();
     });
@@ -338,8 +327,8 @@ class PgSyncStore final : public SyncStore {
  private:
   template <typename... Args>
   void exec(const Query& query, Args&&... args) {
-    run([&] {
-      pqxx::work work(*connection_);
+    db_.run([&] {
+      pqxx::work work(db_.connection());
       work.exec_prepared(query.name, std::forward<Args>(args)...);
       work.commit();
     });
@@ -347,8 +336,8 @@ class PgSyncStore final : public SyncStore {
 
   template <typename... Args>
   std::vector<uint32_t> uids_of(const Query& query, Args&&... args) {
-    return run([&] {
-      pqxx::read_transaction work(*connection_);
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
       std::vector<uint32_t> out;
       for (const auto& row : work.exec_prepared(query.name, std::forward<Args>(args)...))
         out.push_back(row[0].template as<uint32_t>());
@@ -356,8 +345,7 @@ class PgSyncStore final : public SyncStore {
     });
   }
 
-  std::string url_;
-  std::unique_ptr<pqxx::connection> connection_;
+  postgres::detail::PreparedConnection db_;
 };
 
 }  // namespace

@@ -5,12 +5,9 @@
 // time without sleeping. Arrays are passed as array literals (libpqxx 6.4 has no array
 // parameters) and unnested, so a batch of any size is one statement and one round trip.
 
-namespace mailsync::postgres::queries {
+#include "postgres/query.hpp"
 
-struct Query {
-  const char* name;
-  const char* sql;
-};
+namespace mailsync::postgres::queries {
 
 #define MAILSYNC_NOW(n) \
   "coalesce('epoch'::timestamptz + $" #n "::bigint * interval '1 microsecond', now())"

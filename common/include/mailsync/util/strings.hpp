@@ -14,6 +14,9 @@ std::string one_line(std::string_view text);
 // Leading and trailing ASCII whitespace removed.
 std::string_view trim(std::string_view text);
 
+// ASCII letters upper-cased, everything else as it is (IMAP keywords, capabilities).
+std::string ascii_upper(std::string_view text);
+
 // Lower-case hex of the bytes.
 std::string to_hex(std::string_view bytes);
 
