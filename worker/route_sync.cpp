@@ -629,6 +629,13 @@ struct RouteSync::Impl {
     const std::string items = std::string("(UID RFC822.SIZE INTERNALDATE BODY.PEEK[]") +
                               (gmail_ext ? " X-GM-MSGID)" : ")");
     bool stopped = false;
+    // Progress of a long run (a first import of a whole INBOX): every 10 s at info level.
+    uint64_t total_bytes = 0;
+    for (const uint32_t uid : present) total_bytes += meta.sizes[uid];
+    const auto started = std::chrono::steady_clock::now();
+    auto last_progress = started;
+    size_t done_messages = 0;
+    uint64_t done_bytes = 0;
     for (size_t i = 0; i < present.size() && !stopped;) {
       std::vector<uint32_t> batch_uids;
       uint64_t bytes = 0;
@@ -646,6 +653,22 @@ struct RouteSync::Impl {
                 [](const Fetched& a, const Fetched& b) { return a.uid < b.uid; });
       const auto done = copy_batch(inbox.uidvalidity, sink.messages, dedupe);
       handled.insert(done.begin(), done.end());
+      done_messages += batch_uids.size();
+      done_bytes += bytes;
+      if (const auto now = std::chrono::steady_clock::now();
+          now - last_progress >= std::chrono::seconds(10)) {
+        last_progress = now;
+        const double seconds = std::chrono::duration<double>(now - started).count();
+        const double rate = static_cast<double>(done_messages) / seconds;
+        char line[200];
+        std::snprintf(
+            line, sizeof line,
+            "progress: %zu of %zu messages, %.1f of %.1f MB, %.0f msgs/s, about %.0f s left",
+            done_messages, present.size(), static_cast<double>(done_bytes) / 1e6,
+            static_cast<double>(total_bytes) / 1e6, rate,
+            rate > 0 ? static_cast<double>(present.size() - done_messages) / rate : 0.0);
+        log(spdlog::level::info, line);
+      }
       // Invariant 4: the watermark passes only UIDs that are DONE, skipped or recorded as failures.
       uint32_t mark = floor;
       for (const uint32_t uid : candidates) {

@@ -44,7 +44,6 @@ int with_route_store(const std::string& command,
   } catch (const postgres::DatabaseError& e) {
     std::cerr << "mailsync " << command << ": database error (SQLSTATE " << e.sqlstate()
               << "): " << e.what();
-    if (e.sqlstate() == "42P01") std::cerr << " (has `mailsync migrate` run?)";
     std::cerr << "\n";
     return exit_code::kFailure;
   }

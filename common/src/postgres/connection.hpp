@@ -32,6 +32,8 @@ decltype(auto) translate_errors(std::string_view database_url, Fn&& body) {
   } catch (const pqxx::sql_error& e) {
     std::string message = redact_password(util::one_line(e.what()), database_url);
     if (is_unavailable_sqlstate(e.sqlstate())) throw DatabaseUnavailable(message);
+    // undefined_table: almost always a database the schema was never applied to.
+    if (e.sqlstate() == "42P01") message += " (has `mailsync migrate` run on this database?)";
     throw DatabaseError(message, e.sqlstate());
   }
 }
