@@ -228,20 +228,31 @@ struct RouteSync::Impl {
     return *outlook;
   }
 
+  // DynamoDB sort keys of DESIGN section 5: UID#<uidvalidity>#<uid>, FAIL#<uidvalidity>#<uid>.
+  static std::string uid_sk(uint32_t uidvalidity, uint32_t uid) {
+    return "UID#" + std::to_string(uidvalidity) + "#" + std::to_string(uid);
+  }
+  // When DynamoDB may expire an item (epoch seconds in `ttl`).
+  json expiry() const {
+    return dynamo::N(std::chrono::duration_cast<std::chrono::seconds>(
+                         (s.options_.now() + s.options_.dynamo_ttl).time_since_epoch())
+                         .count());
+  }
+
   json uid_item(uint32_t uidvalidity, uint32_t uid, const std::string& status,
                 const std::optional<std::string>& id, const std::string& sha) const {
-    json item = {
-        {"PK", dynamo::S(key)},
-        {"SK", dynamo::S("UID#" + std::to_string(uidvalidity) + "#" + std::to_string(uid))},
-        {"status", dynamo::S(status)},
-        {"rfc822_sha256", dynamo::S(sha)},
-        {"ttl", dynamo::N(std::chrono::duration_cast<std::chrono::seconds>(
-                              (s.options_.now() + s.options_.dynamo_ttl).time_since_epoch())
-                              .count())}};
+    json item = {{"PK", dynamo::S(key)},
+                 {"SK", dynamo::S(uid_sk(uidvalidity, uid))},
+                 {"status", dynamo::S(status)},
+                 {"rfc822_sha256", dynamo::S(sha)},
+                 {"ttl", expiry()}};
     if (id) item["message_id_header"] = dynamo::S(*id);
     if (status == "DONE") item["copied_at"] = dynamo::S(iso8601(s.options_.now()));
     return item;
   }
+
+  std::vector<std::unique_ptr<dynamo::DynamoClient>>
+      lane_clients;  // [0] unused: lane 0 is s.dynamo_
 
   // DynamoDB side of the claims, in parallel (each conditional put is one round trip): true for
   // the UIDs this run now holds there too.
@@ -250,19 +261,21 @@ struct RouteSync::Impl {
     std::map<uint32_t, std::string> refused;  // uid -> the other writer's status
     if (claimed.empty()) return refused;
     const size_t lanes = std::min<size_t>(8, claimed.size());
+    // One client (one kept-alive connection) per lane for the whole job, not one per batch.
+    while (lane_clients.size() < lanes)
+      lane_clients.push_back(lane_clients.empty()
+                                 ? nullptr
+                                 : std::make_unique<dynamo::DynamoClient>(s.dynamo_.options()));
     std::vector<std::future<std::map<uint32_t, std::string>>> futures;
     for (size_t lane = 0; lane < lanes; ++lane) {
       futures.push_back(std::async(std::launch::async, [&, lane] {
         std::map<uint32_t, std::string> lane_refused;
-        auto client =
-            lane == 0 ? nullptr : std::make_unique<dynamo::DynamoClient>(s.dynamo_.options());
-        dynamo::DynamoClient& db = lane == 0 ? s.dynamo_ : *client;
+        dynamo::DynamoClient& db = lane == 0 ? s.dynamo_ : *lane_clients[lane];
         for (size_t i = lane; i < claimed.size(); i += lanes) {
           const Fetched& m = *claimed[i];
           if (db.put_if_absent(uid_item(uidvalidity, m.uid, "PENDING", m.message_id, m.sha256_hex)))
             continue;
-          const auto existing =
-              db.get(key, "UID#" + std::to_string(uidvalidity) + "#" + std::to_string(m.uid));
+          const auto existing = db.get(key, uid_sk(uidvalidity, m.uid));
           const std::string status = existing ? (*existing)["status"].value("S", "") : "";
           // Our own PENDING item from an earlier, interrupted run is ours to continue with.
           if (status != "PENDING" || (*existing)["rfc822_sha256"].value("S", "") != m.sha256_hex)
@@ -309,8 +322,7 @@ struct RouteSync::Impl {
                                      std::to_string(*found));
       } else {
         s.store_.release(key, claim.uidvalidity, {claim.uid});
-        s.dynamo_.remove_pending(
-            key, "UID#" + std::to_string(claim.uidvalidity) + "#" + std::to_string(claim.uid));
+        s.dynamo_.remove_pending(key, uid_sk(claim.uidvalidity, claim.uid));
         log(spdlog::level::info, "reconciled UID " + std::to_string(claim.uid) +
                                      ": not in the destination; copying it again");
       }
@@ -483,10 +495,9 @@ struct RouteSync::Impl {
            {"last_error", dynamo::S(f.error)},
            {"retry_count", dynamo::N(1)},
            {"updated_at", dynamo::S(iso8601(s.options_.now()))},
-           {"ttl", uid_item(uidvalidity, f.uid, "", {}, "")["ttl"]}});
+           {"ttl", expiry()}});
       if (std::find(released.begin(), released.end(), f.uid) != released.end())
-        s.dynamo_.remove_pending(
-            key, "UID#" + std::to_string(uidvalidity) + "#" + std::to_string(f.uid));
+        s.dynamo_.remove_pending(key, uid_sk(uidvalidity, f.uid));
     }
     dynamo_done.insert(dynamo_done.end(), dynamo_failed.begin(), dynamo_failed.end());
     s.dynamo_.batch_put(dynamo_done);
@@ -636,6 +647,8 @@ struct RouteSync::Impl {
     auto last_progress = started;
     size_t done_messages = 0;
     uint64_t done_bytes = 0;
+    uint32_t mark = floor;  // the watermark so far
+    size_t mark_at = 0;     // candidates[0, mark_at) are all handled
     for (size_t i = 0; i < present.size() && !stopped;) {
       std::vector<uint32_t> batch_uids;
       uint64_t bytes = 0;
@@ -670,11 +683,10 @@ struct RouteSync::Impl {
         log(spdlog::level::info, line);
       }
       // Invariant 4: the watermark passes only UIDs that are DONE, skipped or recorded as failures.
-      uint32_t mark = floor;
-      for (const uint32_t uid : candidates) {
-        if (!handled.contains(uid) && !failed_before.contains(uid)) break;
-        mark = std::max(mark, uid);
-      }
+      // `handled` only grows, so the scan goes on from where the last batch left it.
+      while (mark_at < candidates.size() &&
+             (handled.contains(candidates[mark_at]) || failed_before.contains(candidates[mark_at])))
+        mark = std::max(mark, candidates[mark_at++]);
       if (mark > 0) set_watermark(inbox.uidvalidity, mark);
       phases.mark("watermark");
       log(spdlog::level::debug, "batch of " + std::to_string(batch_uids.size()) + " (" +
