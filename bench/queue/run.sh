@@ -41,40 +41,38 @@ node -e "require('graphile-worker').runMigrations({connectionString: '$base/grap
 echo "postgres 15 durable (fsync on, synchronous_commit on); N=$N jobs, $P processes x $C; $ROUNDS rounds" >&2
 
 now_ms() { date +%s%3N; }
-mailsync_round() {
-  psql -q -h 127.0.0.1 -p "$port" -U postgres -d mailsync_bench \
-    -c "TRUNCATE mailsync.jobs, mailsync.job_counts" -c "INSERT INTO mailsync.jobs (kind) SELECT 'noop' FROM generate_series(1, $N)" \
-    -c "VACUUM ANALYZE mailsync.jobs"
+# drain_rate DB TABLE NAME COMMAND...: run COMMAND in $P processes until they drain TABLE of DB;
+# print jobs per second, or die if any job is left.
+drain_rate() {
+  local db=$1 table=$2 name=$3
+  shift 3
   local start pids=()
   start=$(now_ms)
   for _ in $(seq "$P"); do
-    LOG_LEVEL=warn MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/worker/mailsync-worker" --kinds noop --drain --concurrency "$C" --prefetch "$PREFETCH" &
+    "$@" &
     pids+=($!)
   done
   wait "${pids[@]}"
   local elapsed=$(($(now_ms) - start))
   local left
-  left=$(psql -tA -h 127.0.0.1 -p "$port" -U postgres -d mailsync_bench -c "SELECT count(*) FROM mailsync.jobs")
-  [[ $left == 0 ]] || die "mailsync left $left of $N jobs"
+  left=$(psql -tA -h 127.0.0.1 -p "$port" -U postgres -d "$db" -c "SELECT count(*) FROM $table")
+  [[ $left == 0 ]] || die "$name left $left of $N jobs"
   echo $((N * 1000 / elapsed))
+}
+mailsync_round() {
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -d mailsync_bench \
+    -c "TRUNCATE mailsync.jobs, mailsync.job_counts" -c "INSERT INTO mailsync.jobs (kind) SELECT 'noop' FROM generate_series(1, $N)" \
+    -c "VACUUM ANALYZE mailsync.jobs"
+  drain_rate mailsync_bench mailsync.jobs mailsync \
+    env LOG_LEVEL=warn MAILSYNC_DATABASE_URL="$base/mailsync_bench" "$bin/worker/mailsync-worker" --kinds noop --drain --concurrency "$C" --prefetch "$PREFETCH"
 }
 graphile_round() {
   psql -q -h 127.0.0.1 -p "$port" -U postgres -d graphile_bench \
     -c "DELETE FROM graphile_worker._private_jobs" \
     -c "SELECT count(*) FROM graphile_worker.add_jobs(array(SELECT json_populate_record(null::graphile_worker.job_spec, json_build_object('identifier', 'noop')) FROM generate_series(1, $N)))" \
     -c "VACUUM ANALYZE graphile_worker._private_jobs" >/dev/null
-  local start pids=()
-  start=$(now_ms)
-  for _ in $(seq "$P"); do
-    node "$root/bench/queue/graphile_drain.js" "$base/graphile_bench" "$C" &
-    pids+=($!)
-  done
-  wait "${pids[@]}"
-  local elapsed=$(($(now_ms) - start))
-  local left
-  left=$(psql -tA -h 127.0.0.1 -p "$port" -U postgres -d graphile_bench -c "SELECT count(*) FROM graphile_worker._private_jobs")
-  [[ $left == 0 ]] || die "graphile-worker left $left of $N jobs"
-  echo $((N * 1000 / elapsed))
+  drain_rate graphile_bench graphile_worker._private_jobs graphile-worker \
+    node "$root/bench/queue/graphile_drain.js" "$base/graphile_bench" "$C"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
