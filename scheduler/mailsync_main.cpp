@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
                       "queue route_sync jobs now", mailsync::admin::run_enqueue},
               Command{"status", "status [--json]", "routes with last outcome and queue counts",
                       mailsync::admin::run_status},
-              Command{"routes", "routes", "list the configured routes, without secrets",
+              Command{"routes", "routes [--json]", "list the configured routes, without secrets",
                       mailsync::admin::run_routes},
               Command{"jobs", "jobs [--state S] [--kind K] [--route KEY]", "list jobs",
                       mailsync::admin::run_jobs},
