@@ -4,10 +4,14 @@
 // {"a\"b",NULL}. Elements are quoted and escaped (backslash and double quote), so any text is
 // safe; the literal is still passed as a bound parameter, never spliced into SQL.
 
+#include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
+
+#include "postgres/params.hpp"
 
 namespace mailsync::postgres::detail {
 
@@ -38,10 +42,21 @@ class TextArray {
   }
   void add_optional(const std::optional<std::string>& value) {
     if (value) return add(std::string_view(*value));
+    add_null();
+  }
+  template <std::integral Integer>
+  void add_optional(std::optional<Integer> value) {
+    if (value) return add(std::to_string(*value));
+    add_null();
+  }
+  // Time as microseconds since the epoch, as every time parameter (to_micros).
+  void add_time(std::optional<std::chrono::system_clock::time_point> value) {
+    add_optional(value ? std::optional<int64_t>(to_micros(*value)) : std::nullopt);
+  }
+  void add_null() {
     separate();
     text_ += "NULL";
   }
-  void add_null() { add_optional(std::nullopt); }
   std::string str() const { return text_ + "}"; }
 
  private:

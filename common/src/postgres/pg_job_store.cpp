@@ -24,7 +24,6 @@ using postgres::detail::TextArray;
 constexpr const char* kChannel = "mailsync_jobs";
 
 using postgres::detail::from_micros;
-using postgres::detail::to_micros;
 
 // NULL (the database's now()) or the injected time, as a parameter.
 struct NowParam : postgres::detail::NullableParam {
@@ -52,10 +51,7 @@ class PgJobStore final : public JobStore {
       routes.add_optional(job.route_key);
       args.add(job.args_json);
       priorities.add(std::to_string(job.priority));
-      if (job.run_at)
-        run_ats.add(std::to_string(to_micros(*job.run_at)));
-      else
-        run_ats.add_null();
+      run_ats.add_time(job.run_at);
       max_attempts.add(std::to_string(job.max_attempts));
     }
     return db_.run([&] {
@@ -121,10 +117,7 @@ class PgJobStore final : public JobStore {
         errors.add_null();
       else
         errors.add(f.error);
-      if (f.run_at)
-        run_ats.add(std::to_string(to_micros(*f.run_at)));
-      else
-        run_ats.add_null();
+      run_ats.add_time(f.run_at);
       records.add(f.record_attempt ? "t" : "f");
       run_ids.add(f.run_id);
       fetched.add(std::to_string(f.stats.fetched));

@@ -206,25 +206,13 @@ class PgSyncStore final : public SyncStore {
     TextArray uids, dest_v, dest_uids, ids, shas, sizes, dates, gm;
     for (const Copied& c : copied) {
       uids.add(std::to_string(c.uid));
-      if (c.dest_uidvalidity)
-        dest_v.add(std::to_string(*c.dest_uidvalidity));
-      else
-        dest_v.add_null();
-      if (c.dest_uid)
-        dest_uids.add(std::to_string(*c.dest_uid));
-      else
-        dest_uids.add_null();
+      dest_v.add_optional(c.dest_uidvalidity);
+      dest_uids.add_optional(c.dest_uid);
       ids.add_optional(c.message_id);
       shas.add(c.sha256_hex);
       sizes.add(std::to_string(c.size));
-      if (c.internaldate)
-        dates.add(std::to_string(postgres::detail::to_micros(*c.internaldate)));
-      else
-        dates.add_null();
-      if (c.gm_msgid)
-        gm.add(std::to_string(*c.gm_msgid));
-      else
-        gm.add_null();
+      dates.add_time(c.internaldate);
+      gm.add_optional(c.gm_msgid);
     }
     exec(kFinalize, route, int64_t{uidvalidity}, uids.str(), dest_v.str(), dest_uids.str(),
          ids.str(), shas.str(), sizes.str(), dates.str(), gm.str());
@@ -244,15 +232,9 @@ class PgSyncStore final : public SyncStore {
       reasons.add(f.reason);
       errors.add(f.error.empty() ? f.reason : f.error);
       permanent.add(f.permanent ? "t" : "f");
-      if (f.next_retry_at)
-        retry.add(std::to_string(postgres::detail::to_micros(*f.next_retry_at)));
-      else
-        retry.add_null();
+      retry.add_time(f.next_retry_at);
       ids.add_optional(f.message_id);
-      if (f.size)
-        sizes.add(std::to_string(*f.size));
-      else
-        sizes.add_null();
+      sizes.add_optional(f.size);
     }
     exec(kRecordFailures, route, int64_t{uidvalidity}, uids.str(), reasons.str(), errors.str(),
          permanent.str(), retry.str(), ids.str(), sizes.str());
