@@ -9,7 +9,6 @@
 #include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
-#include "mailsync/postgres/errors.hpp"
 #include "scheduler.hpp"
 
 namespace po = boost::program_options;
@@ -90,12 +89,7 @@ int main(int argc, char** argv) {
                          &scheduler);
     scheduler.run();
     return exit_code::kOk;
-  } catch (const postgres::DatabaseUnavailable& e) {
-    std::cerr << "mailsync-scheduler: database unavailable: " << e.what() << "\n";
-    return exit_code::kDatabaseUnavailable;
-  } catch (const postgres::DatabaseError& e) {
-    std::cerr << "mailsync-scheduler: database error (SQLSTATE " << e.sqlstate()
-              << "): " << e.what() << "\n";
-    return exit_code::kFailure;
+  } catch (...) {
+    return cli::database_failure("mailsync-scheduler");
   }
 }

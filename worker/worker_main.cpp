@@ -156,8 +156,7 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "mailsync-worker: " << e.what() << "\n";
     return exit_code::kUsage;
-  } catch (const postgres::DatabaseUnavailable& e) {
-    std::cerr << "mailsync-worker: database unavailable: " << e.what() << "\n";
-    return exit_code::kDatabaseUnavailable;
+  } catch (...) {
+    return cli::database_failure("mailsync-worker");
   }
 }

@@ -7,6 +7,7 @@
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/exit_codes.hpp"
+#include "mailsync/postgres/errors.hpp"
 
 namespace mailsync::cli {
 
@@ -71,6 +72,19 @@ IntSetting env_positive_int(const char* name, long fallback) {
   if (errno != 0 || end == text->c_str() || *end != '\0' || value <= 0)
     return {fallback, std::string(name) + "=" + *text + " is not a positive integer"};
   return {value, {}};
+}
+
+int database_failure(std::string_view program) {
+  try {
+    throw;
+  } catch (const postgres::DatabaseUnavailable& e) {
+    std::cerr << program << ": database unavailable: " << e.what() << "\n";
+    return exit_code::kDatabaseUnavailable;
+  } catch (const postgres::DatabaseError& e) {
+    std::cerr << program << ": database error (SQLSTATE " << e.sqlstate() << "): " << e.what()
+              << "\n";
+    return exit_code::kFailure;
+  }
 }
 
 namespace {

@@ -69,16 +69,11 @@ int run_migrate(std::span<const std::string> args) {
               << report.already_applied.size() + report.applied_elsewhere.size()
               << " already present)\n";
     return exit_code::kOk;
-  } catch (const postgres::DatabaseUnavailable& e) {
-    std::cerr << "mailsync migrate: database unavailable: " << e.what() << "\n";
-    return exit_code::kDatabaseUnavailable;
   } catch (const postgres::MigrationError& e) {
     std::cerr << "mailsync migrate: " << e.what() << "\n";
     return exit_code::kFailure;
-  } catch (const postgres::DatabaseError& e) {
-    std::cerr << "mailsync migrate: database error (SQLSTATE " << e.sqlstate() << "): " << e.what()
-              << "\n";
-    return exit_code::kFailure;
+  } catch (...) {
+    return cli::database_failure("mailsync migrate");
   }
 }
 

@@ -4,10 +4,10 @@
 
 #include "commands/commands.hpp"
 #include "commands/support.hpp"
+#include "mailsync/cli.hpp"
 #include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
-#include "mailsync/postgres/errors.hpp"
 #include "route_sync.hpp"
 
 namespace mailsync::admin {
@@ -96,9 +96,8 @@ int run_run_once(std::span<const std::string> args) {
       }
     }
     return exit;
-  } catch (const postgres::DatabaseUnavailable& e) {
-    std::cerr << "mailsync run-once: database unavailable: " << e.what() << "\n";
-    return exit_code::kDatabaseUnavailable;
+  } catch (...) {
+    return cli::database_failure("mailsync run-once");
   }
 }
 

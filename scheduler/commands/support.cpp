@@ -4,7 +4,6 @@
 
 #include "mailsync/cli.hpp"
 #include "mailsync/exit_codes.hpp"
-#include "mailsync/postgres/errors.hpp"
 
 namespace mailsync::admin {
 
@@ -38,14 +37,8 @@ int with_route_store(const std::string& command,
   try {
     auto store = queue::make_pg_route_store(*url, "mailsync " + command);
     return body(*store);
-  } catch (const postgres::DatabaseUnavailable& e) {
-    std::cerr << "mailsync " << command << ": database unavailable: " << e.what() << "\n";
-    return exit_code::kDatabaseUnavailable;
-  } catch (const postgres::DatabaseError& e) {
-    std::cerr << "mailsync " << command << ": database error (SQLSTATE " << e.sqlstate()
-              << "): " << e.what();
-    std::cerr << "\n";
-    return exit_code::kFailure;
+  } catch (...) {
+    return cli::database_failure("mailsync " + command);
   }
 }
 

@@ -48,6 +48,10 @@ struct IntSetting {
 };
 IntSetting env_positive_int(const char* name, long fallback);
 
+// For a `catch (...)` block: a database failure (postgres::DatabaseUnavailable, DatabaseError) as
+// a one-line message prefixed with `program` and its exit code (4 or 1); rethrows anything else.
+int database_failure(std::string_view program);
+
 // Calls `stop(arg)` from the SIGTERM and SIGINT handlers; `stop` must be async-signal-safe.
 void on_stop_signals(void (*stop)(void*), void* arg);
 
