@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "mailsync/metrics.hpp"
 #include "mailsync/postgres/errors.hpp"
 
 namespace mailsync::scheduler {
@@ -54,7 +55,10 @@ CycleReport Scheduler::run_once(bool force, std::optional<queue::TimePoint> now)
     if (report.routes.changed > 0 || report.routes.disabled > 0)
       spdlog::info("routes: {} added or changed, {} no longer configured (disabled)",
                    report.routes.changed, report.routes.disabled);
-    if (report.enqueued) spdlog::info("route_sync cycle: {} jobs enqueued", *report.enqueued);
+    if (report.enqueued) {
+      metrics::get().jobs_enqueued.Increment(*report.enqueued);
+      spdlog::info("route_sync cycle: {} jobs enqueued", *report.enqueued);
+    }
     if (!report.rescued.made_available.empty() || !report.rescued.made_dead.empty())
       spdlog::warn("rescued {} jobs with expired leases ({} dead: out of attempts)",
                    report.rescued.made_available.size() + report.rescued.made_dead.size(),

@@ -8,6 +8,7 @@
 #include "mailsync/cli.hpp"
 #include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
+#include "mailsync/health.hpp"
 #include "mailsync/log.hpp"
 #include "scheduler.hpp"
 
@@ -30,7 +31,9 @@ int main(int argc, char** argv) {
       ("tick-seconds", po::value<int>()->default_value(10), "how often to check for a due cycle and run maintenance")
       ("retention-hours", po::value<int>()->default_value(24), "keep succeeded and cancelled jobs this long")
       ("dead-retention-days", po::value<int>()->default_value(30), "keep dead jobs and attempt history this long")
-      ("metrics-port", po::value<unsigned>(), "serve Prometheus metrics and /healthz on this port");
+      ("metrics-port", po::value<unsigned>(), "serve Prometheus /metrics (queue depth, oldest due job,\n"
+       "routes in auth_required), /healthz and /readyz (database reachable) on this port")
+      ("metrics-address", po::value<std::string>()->default_value("0.0.0.0"), "address for --metrics-port");
   // clang-format on
   po::variables_map vm;
   try {
@@ -50,7 +53,6 @@ int main(int argc, char** argv) {
     std::cout << version_line() << "\n";
     return exit_code::kOk;
   }
-  if (vm.count("metrics-port")) return cli::not_built("mailsync-scheduler", "--metrics-port");
 
   std::vector<std::string> problems;
   if (const auto error = init_logging("mailsync-scheduler")) problems.push_back(*error);
@@ -84,6 +86,18 @@ int main(int argc, char** argv) {
                 << ")\npruned: " << report.pruned.jobs << " jobs, " << report.pruned.attempts
                 << " attempt records\n";
       return exit_code::kOk;
+    }
+    std::unique_ptr<metrics::Server> metrics_server;
+    if (vm.count("metrics-port")) {
+      try {
+        metrics_server = health::serve(
+            vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
+            {"mailsync-scheduler", config.database_url, std::nullopt, /*queue_gauges=*/true});
+        spdlog::info("metrics, /healthz and /readyz on port {}", metrics_server->port());
+      } catch (const std::runtime_error& e) {
+        std::cerr << "mailsync-scheduler: " << e.what() << "\n";
+        return exit_code::kUsage;
+      }
     }
     cli::on_stop_signals([](void* s) { static_cast<scheduler::Scheduler*>(s)->stop(); },
                          &scheduler);

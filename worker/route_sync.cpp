@@ -7,7 +7,9 @@
 #include <map>
 #include <set>
 
+#include "mailsync/log.hpp"
 #include "mailsync/mail/rfc822.hpp"
+#include "mailsync/metrics.hpp"
 #include "mailsync/net/tls_stream.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/util/sha256.hpp"
@@ -194,10 +196,35 @@ struct RouteSync::Impl {
   bool outlook_healthy = true;
   int failed_messages = 0;
   std::string last_message_error;
+  std::chrono::steady_clock::time_point run_started = std::chrono::steady_clock::now();
+  bool progress_written = false;  // a mailsync.route_progress row exists for this run
 
+  // Lines carry the job, run and route as fields (mailsync/log.hpp); the text is the event only.
   void log(spdlog::level::level_enum level, const std::string& text) {
-    spdlog::log(level, "route_sync {} (job {}): {}",
-                s.route_.gmail_email + " -> " + s.route_.target_folder, job_id, text);
+    spdlog::log(level, "route_sync: {}", text);
+  }
+
+  // Adds what the run did since the last call to the process's counters (mailsync/metrics.hpp).
+  JobStats published;
+  void publish_counts() {
+    auto& m = metrics::get();
+    m.messages_appended.Increment(stats.appended - published.appended);
+    m.bytes_appended.Increment(static_cast<double>(stats.bytes - published.bytes));
+    m.messages_skipped.Increment(stats.skipped - published.skipped);
+    published = stats;
+  }
+
+  // The counts of the run so far, for the summary line.
+  nlohmann::ordered_json counts(std::string_view outcome) const {
+    return {{"outcome", outcome},
+            {"fetched", stats.fetched},
+            {"appended", stats.appended},
+            {"skipped", stats.skipped},
+            {"failed", stats.failed},
+            {"bytes", stats.bytes},
+            {"duration_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - run_started)
+                                .count()}};
   }
 
   // Logs in with a cached token; if the server refuses it, once more with a fresh one.
@@ -504,6 +531,9 @@ struct RouteSync::Impl {
     phases.mark("mirror done");
     stats.failed += static_cast<int>(failures.size());
     failed_messages += static_cast<int>(failures.size());
+    for (const auto& f : failures)
+      metrics::of(metrics::get().message_failures, "reason", f.reason).Increment();
+    publish_counts();
     for (const auto& c : copied) handled.insert(c.uid);
     for (const auto& f : failures) handled.insert(f.uid);
     return handled;
@@ -645,6 +675,7 @@ struct RouteSync::Impl {
     for (const uint32_t uid : present) total_bytes += meta.sizes[uid];
     const auto started = std::chrono::steady_clock::now();
     auto last_progress = started;
+    auto last_progress_log = started;
     size_t done_messages = 0;
     uint64_t done_bytes = 0;
     uint32_t mark = floor;  // the watermark so far
@@ -668,19 +699,37 @@ struct RouteSync::Impl {
       handled.insert(done.begin(), done.end());
       done_messages += batch_uids.size();
       done_bytes += bytes;
+      // Progress of a run with more to do: in the database (for `mailsync status`) after the
+      // first batch and every 5 s, in the log every 10 s.
       if (const auto now = std::chrono::steady_clock::now();
-          now - last_progress >= std::chrono::seconds(10)) {
-        last_progress = now;
-        const double seconds = std::chrono::duration<double>(now - started).count();
+          i < present.size() && !s.options_.dry_run &&
+          (!progress_written || now - last_progress >= std::chrono::seconds(5))) {
+        const double seconds = std::max(std::chrono::duration<double>(now - started).count(), 1e-3);
         const double rate = static_cast<double>(done_messages) / seconds;
-        char line[200];
-        std::snprintf(
-            line, sizeof line,
-            "progress: %zu of %zu messages, %.1f of %.1f MB, %.0f msgs/s, about %.0f s left",
-            done_messages, present.size(), static_cast<double>(done_bytes) / 1e6,
-            static_cast<double>(total_bytes) / 1e6, rate,
-            rate > 0 ? static_cast<double>(present.size() - done_messages) / rate : 0.0);
-        log(spdlog::level::info, line);
+        const double left =
+            rate > 0 ? static_cast<double>(present.size() - done_messages) / rate : 0.0;
+        s.store_.set_progress(
+            key, {job_id, seconds, static_cast<int64_t>(done_messages),
+                  static_cast<int64_t>(present.size()), static_cast<int64_t>(done_bytes),
+                  static_cast<int64_t>(total_bytes), rate, static_cast<int64_t>(left)});
+        progress_written = true;
+        last_progress = now;
+        if (now - last_progress_log >= std::chrono::seconds(10)) {
+          last_progress_log = now;
+          char line[200];
+          std::snprintf(
+              line, sizeof line,
+              "progress: %zu of %zu messages, %.1f of %.1f MB, %.0f msgs/s, about %.0f s left",
+              done_messages, present.size(), static_cast<double>(done_bytes) / 1e6,
+              static_cast<double>(total_bytes) / 1e6, rate, left);
+          log::event(spdlog::level::info, line,
+                     {{"messages_done", done_messages},
+                      {"messages_total", present.size()},
+                      {"bytes_done", done_bytes},
+                      {"bytes_total", total_bytes},
+                      {"rate_per_s", static_cast<int64_t>(rate)},
+                      {"eta_seconds", static_cast<int64_t>(left)}});
+        }
       }
       // Invariant 4: the watermark passes only UIDs that are DONE, skipped or recorded as failures.
       // `handled` only grows, so the scan goes on from where the last batch left it.
@@ -706,10 +755,14 @@ struct RouteSync::Impl {
     if (!s.options_.dry_run) s.store_.set_outcome(key, "succeeded", detail, true);
     job_phases.mark("outcome");
     log(spdlog::level::debug, "phases: " + job_phases.text);
-    log(spdlog::level::info,
-        "done: " + std::to_string(stats.fetched) + " fetched, " + std::to_string(stats.appended) +
-            " appended, " + std::to_string(stats.skipped) + " skipped, " +
-            std::to_string(stats.failed) + " failed, " + std::to_string(stats.bytes) + " bytes");
+    publish_counts();
+    auto summary = counts("succeeded");
+    summary["watermark"] = report.watermark;
+    log::event(spdlog::level::info,
+               "route_sync done: " + std::to_string(stats.appended) + " appended, " +
+                   std::to_string(stats.skipped) + " skipped, " + std::to_string(stats.failed) +
+                   " failed",
+               summary);
     report.result = JobResult::succeeded(stats);
     return report;
   }
@@ -729,8 +782,18 @@ RouteSync::RouteSync(const config::Settings& settings, const config::Route& rout
       gmail_pool_(gmail) {}
 
 SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
+  // Inside a worker the job's context is in place already; run-once gets a run id here.
+  const log::ContextScope log_context(
+      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, route_.key()});
   Impl impl{*this, job_id, cancel, route_.key(), {}, {}, nullptr, nullptr, true, 0, {}};
   auto finish = [&](SyncReport report) {
+    if (impl.progress_written) {
+      try {
+        store_.clear_progress(impl.key);
+      } catch (const std::exception&) {
+        // the row stops showing by itself after two minutes (sql/0004)
+      }
+    }
     if (impl.outlook && impl.outlook_healthy)
       outlook_.release(route_.outlook_email, std::move(impl.outlook));
     if (impl.gmail && impl.outlook_healthy && gmail_pool_ != nullptr)
@@ -745,7 +808,8 @@ SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
       if (!options_.dry_run) store_.set_outcome(key, outcome, error, false);
     } catch (const std::exception&) {
     }
-    impl.log(spdlog::level::warn, outcome + ": " + error);
+    impl.publish_counts();
+    log::event(spdlog::level::warn, "route_sync " + outcome + ": " + error, impl.counts(outcome));
     impl.report.result = std::move(result);
     impl.report.result.stats = impl.stats;
     return finish(std::move(impl.report));
@@ -753,17 +817,21 @@ SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
   try {
     return finish(impl.run());
   } catch (const dynamo::DynamoError& e) {
+    metrics::get().gate_failures.Increment();
     return fail("gate_unavailable", e.what(),
                 JobResult::failed(std::string("gate unavailable: ") + e.what()));
   } catch (const oauth::AuthRequired& e) {
     store_.set_auth_required(key, e.what());
-    impl.log(spdlog::level::err, std::string("auth_required: ") + e.what());
+    metrics::get().routes_set_auth_required.Increment();
+    log::event(spdlog::level::err, std::string("route_sync auth_required: ") + e.what(),
+               impl.counts("auth_required"));
     impl.report.result = JobResult::cancelled(std::string("auth_required: ") + e.what());
     return finish(std::move(impl.report));
   } catch (const AuthFailure& e) {
     const bool folder = std::string(e.what()).find("create_folder") != std::string::npos;
     if (!folder) {
       store_.set_auth_required(key, e.what());
+      metrics::get().routes_set_auth_required.Increment();
       impl.report.result = JobResult::cancelled(std::string("auth_required: ") + e.what());
       return finish(std::move(impl.report));
     }

@@ -11,6 +11,7 @@
 #include "mailsync/config/config.hpp"
 #include "mailsync/dynamo/dynamo_client.hpp"
 #include "mailsync/exit_codes.hpp"
+#include "mailsync/health.hpp"
 #include "mailsync/log.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/worker_pool.hpp"
@@ -43,7 +44,9 @@ int main(int argc, char** argv) {
       ("lease-seconds", po::value<int>()->default_value(60), "lease of a claimed job; heartbeat every third")
       ("shutdown-timeout-seconds", po::value<int>()->default_value(30),
        "on SIGTERM, wait this long for running jobs before cancelling and giving them back")
-      ("metrics-port", po::value<unsigned>(), "serve Prometheus metrics, /healthz and /readyz");
+      ("metrics-port", po::value<unsigned>(), "serve Prometheus /metrics, /healthz and /readyz (database\n"
+       "and, for route_sync, the DynamoDB gate reachable) on this port")
+      ("metrics-address", po::value<std::string>()->default_value("0.0.0.0"), "address for --metrics-port");
   // clang-format on
   po::variables_map vm;
   try {
@@ -63,7 +66,6 @@ int main(int argc, char** argv) {
     std::cout << version_line() << "\n";
     return exit_code::kOk;
   }
-  if (vm.count("metrics-port")) return cli::not_built("mailsync-worker", "--metrics-port");
   if (const auto error = init_logging("mailsync-worker")) {
     std::cerr << "mailsync-worker: " << *error << "\n";
     return exit_code::kUsage;
@@ -146,6 +148,19 @@ int main(int argc, char** argv) {
   if (handlers.kinds().empty()) {
     std::cerr << "mailsync-worker: --kinds names no known kind (route_sync, noop)\n";
     return exit_code::kUsage;
+  }
+
+  std::unique_ptr<metrics::Server> metrics_server;
+  if (vm.count("metrics-port")) {
+    try {
+      metrics_server =
+          health::serve(vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
+                        {"mailsync-worker", config.database_url, dynamo_options});
+      spdlog::info("metrics, /healthz and /readyz on port {}", metrics_server->port());
+    } catch (const std::runtime_error& e) {
+      std::cerr << "mailsync-worker: " << e.what() << "\n";
+      return exit_code::kUsage;
+    }
   }
 
   try {

@@ -141,8 +141,8 @@ int run_enqueue(std::span<const std::string> args) {
 int run_status(std::span<const std::string> args) {
   po::options_description options(
       "Usage: mailsync status [--json]\n"
-      "Every route with its queued job, last outcome and last success, then the queue's "
-      "counts.\n\nOptions");
+      "Every route with its queued job, the progress of a running copy (messages, MB, rate, "
+      "ETA), last outcome and last success, then the queue's counts.\n\nOptions");
   options.add_options()("help,h", "show this help")("json", "print JSON");
   po::variables_map vm;
   if (auto exit = parse_options("status", options, args, vm)) return *exit;
@@ -163,16 +163,28 @@ int run_status(std::span<const std::string> args) {
       if (!r["queued_job_id"].is_null())
         queued = "#" + cell(r["queued_job_id"]) + " " + cell(r["queued_job_state"]) + " (attempt " +
                  cell(r["queued_job_attempt"]) + ")";
+      std::string progress = "-";
+      if (r.contains("progress_messages_total") && !r["progress_messages_total"].is_null()) {
+        char text[160];
+        std::snprintf(
+            text, sizeof text, "%lld/%lld msgs, %.0f/%.0f MB, %.0f/s, ETA %llds",
+            r["progress_messages_done"].get<long long>(),
+            r["progress_messages_total"].get<long long>(),
+            r["progress_bytes_done"].get<double>() / 1e6,
+            r["progress_bytes_total"].get<double>() / 1e6, r["progress_rate_per_s"].get<double>(),
+            r["progress_eta_seconds"].is_null() ? 0LL : r["progress_eta_seconds"].get<long long>());
+        progress = text;
+      }
       rows.push_back(
-          {cell(r["gmail_email"]), cell(r["target_folder"]), state, queued, cell(r["last_outcome"]),
-           cell(r["last_success_at"]),
+          {cell(r["gmail_email"]), cell(r["target_folder"]), state, queued, progress,
+           cell(r["last_outcome"]), cell(r["last_success_at"]),
            cell(r["refused_messages"]) + " refused, " + cell(r["retrying_messages"]) + " retrying",
            cell(r["last_error"])});
     }
     if (rows.empty())
       std::cout << "no routes yet: the scheduler adds the configured routes on its first cycle\n";
     else
-      print_table({"GMAIL", "FOLDER", "STATE", "QUEUED", "LAST OUTCOME", "LAST SUCCESS",
+      print_table({"GMAIL", "FOLDER", "STATE", "QUEUED", "PROGRESS", "LAST OUTCOME", "LAST SUCCESS",
                    "NOT COPIED", "LAST ERROR"},
                   rows, 48);
     std::cout << "\nqueue:";

@@ -533,7 +533,8 @@ TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDe
     for (const auto& token : issued["access_tokens"]) secrets.push_back(token.get<std::string>());
   }
   ASSERT_GT(secrets.size(), 6u) << "no access token was issued: the scan would prove nothing";
-  EXPECT_NE(written.find(" debug "), std::string::npos) << "the sync did not log at debug level";
+  EXPECT_NE(written.find(R"("level":"debug")"), std::string::npos)
+      << "the sync did not log at debug level";
   for (const auto& secret : secrets)
     EXPECT_EQ(written.find(secret), std::string::npos) << "a secret was written out";
 }

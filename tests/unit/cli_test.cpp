@@ -66,10 +66,13 @@ TEST(WorkerCli, UnreachableDatabaseExitsFour) {
   EXPECT_EQ(result.err.find("Pw0rd1x"), std::string::npos) << result.err;
 }
 
-TEST(WorkerCli, MetricsPortIsNotBuiltYet) {
-  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--metrics-port", "9100"});
+TEST(WorkerCli, AMetricsAddressThatIsNoAddressIsAUsageErrorNotAnyAddress) {
+  const auto result = run_process({MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop", "--metrics-port",
+                                   "9100", "--metrics-address", "999.1.1.1"},
+                                  {{"MAILSYNC_DATABASE_URL", "postgresql://127.0.0.1:1/x"}});
   EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.err.find("not built yet"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("'999.1.1.1' is not an IPv4 or IPv6 address"), std::string::npos)
+      << result.err;
 }
 
 TEST(WorkerCli, RouteSyncNeedsTheWholeConfigurationAndNamesWhatIsMissing) {

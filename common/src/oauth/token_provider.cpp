@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "mailsync/metrics.hpp"
 #include "mailsync/oauth/token_response.hpp"
 #include "mailsync/util/sha256.hpp"
 
@@ -43,7 +44,15 @@ AccessToken TokenProvider::get(const Credential& credential) {
   const std::shared_ptr<Entry> entry = entry_for(credential);
   std::lock_guard lock(entry->refresh_mutex);  // waiters get the token the first one fetched
   if (entry->token && options_.now() < entry->refresh_at) return *entry->token;
-  return refresh(credential, *entry);
+  const std::string provider = credential.provider == Provider::kGoogle ? "google" : "microsoft";
+  try {
+    AccessToken token = refresh(credential, *entry);
+    metrics::of(metrics::get().token_refreshes, "provider", provider).Increment();
+    return token;
+  } catch (...) {
+    metrics::of(metrics::get().token_refresh_failures, "provider", provider).Increment();
+    throw;
+  }
 }
 
 void TokenProvider::invalidate(const Credential& credential, const std::string& rejected) {

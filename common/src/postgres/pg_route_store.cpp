@@ -97,6 +97,7 @@ class PgRouteStore final : public RouteStore {
 
   nlohmann::json route_status() override { return json_of(q::kRouteStatus.name); }
   nlohmann::json queue_summary() override { return json_of(q::kQueueSummary.name); }
+  nlohmann::json health_snapshot() override { return json_of(q::kHealthSnapshot.name); }
 
   nlohmann::json list_jobs(const JobsFilter& filter) override {
     const NullableParam state(filter.state), kind(filter.kind), route(filter.route_key);

@@ -135,10 +135,26 @@ constexpr Query kAuthRequired{
     "sync_auth_required",
     "SELECT auth_state = 'auth_required' FROM mailsync.routes WHERE route_key = $1"};
 
-constexpr Query kAll[] = {kEnsureRoute, kWatermarkGet,    kWatermarkSet,   kClaim,
-                          kFinalize,    kRelease,         kRecordFailures, kDueFailures,
-                          kFailedUids,  kPendingClaims,   kCopiedGmMsgids, kCopiedMessage,
-                          kSetOutcome,  kSetAuthRequired, kAuthRequired};
+constexpr Query kSetProgress{"sync_set_progress", R"sql(
+INSERT INTO mailsync.route_progress AS p (route_key, job_id, started_at, updated_at, messages_done,
+                                         messages_total, bytes_done, bytes_total, rate_per_s,
+                                         eta_seconds)
+VALUES ($1, $2, now() - make_interval(secs => $3), now(), $4, $5, $6, $7, $8, $9)
+ON CONFLICT (route_key) DO UPDATE
+SET job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at, updated_at = now(),
+    messages_done = EXCLUDED.messages_done, messages_total = EXCLUDED.messages_total,
+    bytes_done = EXCLUDED.bytes_done, bytes_total = EXCLUDED.bytes_total,
+    rate_per_s = EXCLUDED.rate_per_s, eta_seconds = EXCLUDED.eta_seconds
+)sql"};
+
+constexpr Query kClearProgress{"sync_clear_progress",
+                               "DELETE FROM mailsync.route_progress WHERE route_key = $1"};
+
+constexpr Query kAll[] = {kEnsureRoute,  kWatermarkGet,    kWatermarkSet,   kClaim,
+                          kFinalize,     kRelease,         kRecordFailures, kDueFailures,
+                          kFailedUids,   kPendingClaims,   kCopiedGmMsgids, kCopiedMessage,
+                          kSetOutcome,   kSetAuthRequired, kAuthRequired,   kSetProgress,
+                          kClearProgress};
 
 std::string uid_array(const std::vector<uint32_t>& uids) {
   return postgres::detail::int_array(std::span<const uint32_t>(uids));
@@ -293,6 +309,13 @@ class PgSyncStore final : public SyncStore {
                    bool success) override {
     exec(kSetOutcome, route, outcome, error, success);
   }
+
+  void set_progress(const std::string& route, const Progress& p) override {
+    exec(kSetProgress, route, p.job_id, p.elapsed_seconds, p.messages_done, p.messages_total,
+         p.bytes_done, p.bytes_total, p.rate_per_s, p.eta_seconds);
+  }
+
+  void clear_progress(const std::string& route) override { exec(kClearProgress, route); }
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
     exec(kSetAuthRequired, route, detail);

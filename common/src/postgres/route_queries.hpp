@@ -117,10 +117,23 @@ DELETE FROM mailsync.jobs WHERE state = 'dead' AND ($1::bigint[] IS NULL OR id =
 RETURNING id
 )sql"};
 
+// The gauges of the metrics endpoint, in one round trip.
+inline constexpr Query kHealthSnapshot{"health_snapshot", R"sql(
+SELECT json_build_object(
+  'due', (SELECT coalesce(json_object_agg(kind, n), '{}') FROM (
+            SELECT kind, count(*) AS n FROM mailsync.jobs
+            WHERE state = 'available' AND run_at <= now() GROUP BY kind) d),
+  'jobs', (SELECT coalesce(json_agg(json_build_object('kind', kind, 'state', state, 'jobs', jobs)), '[]')
+           FROM mailsync.queue_depth),
+  'oldest_due_age_seconds', (SELECT oldest_due_age_seconds FROM mailsync.queue_due),
+  'auth_required', (SELECT count(*) FROM mailsync.routes WHERE enabled AND auth_state <> 'ok'),
+  'paused', (SELECT count(*) FROM mailsync.routes WHERE enabled AND paused))::text
+)sql"};
+
 #undef MAILSYNC_NOW
 
 inline constexpr Query kAllRouteQueries[] = {
-    kRouteUpsert, kCycleClaim,   kRouteSyncEnqueue, kRouteExists, kRoutePause,
-    kRouteStatus, kQueueSummary, kJobsList,         kDeadRetry,   kDeadDiscard};
+    kRouteUpsert,  kCycleClaim, kRouteSyncEnqueue, kRouteExists, kRoutePause,    kRouteStatus,
+    kQueueSummary, kJobsList,   kDeadRetry,        kDeadDiscard, kHealthSnapshot};
 
 }  // namespace mailsync::postgres::queries

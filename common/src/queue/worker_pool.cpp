@@ -15,8 +15,11 @@
 #include <thread>
 #include <unordered_map>
 
+#include "mailsync/log.hpp"
+#include "mailsync/metrics.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/job_store.hpp"
+#include "mailsync/util/random.hpp"
 
 namespace mailsync::queue {
 
@@ -25,18 +28,10 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-std::string random_hex(size_t length) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(length, '0');
-  for (auto& c : out) c = kDigits[rng() & 15];
-  return out;
-}
-
 std::string default_owner() {
   char host[256] = "host";
   ::gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + random_hex(4);
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + util::random_hex(4);
 }
 
 // A finished attempt waiting for the completer.
@@ -46,6 +41,7 @@ struct Pending {
   const KindConfig* kind;
   std::string run_id;
   JobResult result;
+  std::string kind_name;
   bool release =
       false;  // interrupted by shutdown: give the job back instead of recording an outcome
 };
@@ -112,10 +108,33 @@ std::string WorkerConfig::validate() const {
 
 // ---- the pool ------------------------------------------------------------------------------
 
+// The Prometheus series of one kind, looked up once (Family::Add locks and hashes labels).
+struct KindSeries {
+  prometheus::Counter* claimed;
+  prometheus::Counter* succeeded;
+  prometheus::Counter* failed;
+  prometheus::Counter* dead;
+  prometheus::Counter* cancelled;
+  prometheus::Histogram* duration;
+
+  explicit KindSeries(const std::string& kind) {
+    auto& m = metrics::get();
+    claimed = &metrics::of(m.jobs_claimed, "kind", kind);
+    succeeded = &metrics::of(m.jobs_succeeded, "kind", kind);
+    failed = &metrics::of(m.jobs_failed, "kind", kind);
+    dead = &metrics::of(m.jobs_dead, "kind", kind);
+    cancelled = &metrics::of(m.jobs_cancelled, "kind", kind);
+    duration = &m.job_duration.Add(
+        {{"kind", kind}}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.02, 0.1, 0.5, 1,
+                                                                  5, 15, 60, 300, 1800});
+  }
+};
+
 struct WorkerPool::Impl {
   WorkerConfig config;
   HandlerRegistry handlers;
   std::vector<std::string> kinds;
+  std::map<std::string, KindSeries> series;  // by kind; fixed after construction
   WorkerCounters counters;
   int wake_fd = -1;
   std::atomic<bool> stopping{false};
@@ -212,8 +231,10 @@ struct WorkerPool::Impl {
         cancel = held[job.id];
         executing.insert(job.id);
       }
-      const std::string run_id = random_hex(16);
+      const std::string run_id = util::random_hex(16);
       const KindConfig* kind = handlers.find(job.kind);
+      const log::ContextScope log_context({run_id, job.id, job.route_key.value_or("")});
+      const auto started = SteadyClock::now();
       JobResult result;
       try {
         if (kind == nullptr) throw std::runtime_error("no handler for kind '" + job.kind + "'");
@@ -224,19 +245,27 @@ struct WorkerPool::Impl {
       } catch (...) {
         result = JobResult::failed("handler threw a non-standard exception");
       }
+      if (const auto found = series.find(job.kind); found != series.end())
+        found->second.duration->Observe(
+            std::chrono::duration<double>(SteadyClock::now() - started).count());
       // Stopped by our own shutdown, not by the job: another worker should run it again.
       const bool interrupted = stopping.load() && cancel->load();
       if (interrupted)
         spdlog::info("job {} ({}): interrupted by shutdown; giving it back", job.id, job.kind);
       else if (result.outcome != Outcome::kSucceeded)
-        spdlog::warn("job {} ({}, attempt {}/{}, run {}): {}: {}", job.id, job.kind, job.attempt,
-                     job.max_attempts, run_id, to_string(result.outcome), result.error);
+        log::event(spdlog::level::warn,
+                   "job " + std::to_string(job.id) + " (" + job.kind + ") " +
+                       std::string(to_string(result.outcome)) + ": " + result.error,
+                   {{"kind", job.kind},
+                    {"attempt", job.attempt},
+                    {"max_attempts", job.max_attempts},
+                    {"outcome", to_string(result.outcome)}});
       {
         std::lock_guard lock(mutex);
         executing.erase(job.id);
         --in_flight;
         finished.push_back(
-            Pending{job.id, job.attempt, kind, run_id, std::move(result), interrupted});
+            Pending{job.id, job.attempt, kind, run_id, std::move(result), job.kind, interrupted});
       }
       finished_cv.notify_all();
       wake();
@@ -312,23 +341,36 @@ struct WorkerPool::Impl {
       std::unordered_map<int64_t, const std::string*> state_of;
       state_of.reserve(recorded.size());
       for (const FinishedJob& f : recorded) state_of.emplace(f.id, &f.state);
+      std::unordered_map<int64_t, const KindSeries*> series_of;
+      for (const Pending& p : batch)
+        if (const auto found = series.find(p.kind_name); found != series.end())
+          series_of.emplace(p.job_id, &found->second);
       for (const Finish& f : finishes) {
         const auto found = state_of.find(f.job_id);
         if (found == state_of.end()) {
           ++counters.lost;  // the lease was lost: the job was rescued and may run elsewhere
           continue;
         }
+        const auto kind_series = series_of.find(f.job_id);
+        auto count = [&](prometheus::Counter* KindSeries::*which) {
+          if (kind_series != series_of.end()) (kind_series->second->*which)->Increment();
+        };
         const std::string& state = *found->second;
-        if (state == "succeeded")
+        if (state == "succeeded") {
           ++counters.succeeded;
-        else if (state == "dead")
+          count(&KindSeries::succeeded);
+        } else if (state == "dead") {
           ++counters.dead;
-        else if (state == "cancelled")
+          count(&KindSeries::dead);
+        } else if (state == "cancelled") {
           ++counters.cancelled;
-        else if (f.outcome == Outcome::kRetryAt)
+          count(&KindSeries::cancelled);
+        } else if (f.outcome == Outcome::kRetryAt) {
           ++counters.retried;
-        else
+        } else {
           ++counters.failed;
+          count(&KindSeries::failed);
+        }
       }
       {
         std::lock_guard lock(mutex);
@@ -412,6 +454,7 @@ WorkerPool::WorkerPool(WorkerConfig config, HandlerRegistry handlers) : impl_(ne
   impl_->config = std::move(config);
   impl_->handlers = std::move(handlers);
   impl_->kinds = impl_->handlers.kinds();
+  for (const auto& kind : impl_->kinds) impl_->series.try_emplace(kind, kind);
   impl_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (impl_->wake_fd < 0 || impl_->kinds.empty()) {
     delete impl_;
@@ -471,6 +514,9 @@ void WorkerPool::run() {
       if (free_slots > 0) {
         std::vector<Job> jobs =
             store->claim(config.owner, free_slots, config.lease, s.kinds, std::nullopt);
+        for (const Job& job : jobs)
+          if (const auto found = s.series.find(job.kind); found != s.series.end())
+            found->second.claimed->Increment();
         const bool full = static_cast<int>(jobs.size()) == free_slots;
         const bool none = jobs.empty();
         s.dispatch(jobs);

@@ -65,6 +65,9 @@ class RouteStore {
   // Rows of mailsync.route_status and of mailsync.queue_depth / queue_due, as JSON.
   virtual nlohmann::json route_status() = 0;
   virtual nlohmann::json queue_summary() = 0;
+  // For the metrics gauges and /readyz: {"due": {kind: n}, "jobs": [{kind, state, jobs}],
+  // "oldest_due_age_seconds", "auth_required", "paused"}.
+  virtual nlohmann::json health_snapshot() = 0;
   virtual nlohmann::json list_jobs(const JobsFilter& filter) = 0;
 
   // Dead jobs back to available with `extra_attempts` more attempts; ids empty means all. Returns

@@ -59,6 +59,18 @@ struct PendingClaim {
   std::string sha256_hex;
 };
 
+// How far a long run has come, for `mailsync status` (mailsync.route_progress).
+struct Progress {
+  int64_t job_id = 0;
+  double elapsed_seconds = 0;
+  int64_t messages_done = 0;
+  int64_t messages_total = 0;
+  int64_t bytes_done = 0;
+  int64_t bytes_total = 0;
+  double rate_per_s = 0;  // messages
+  int64_t eta_seconds = 0;
+};
+
 class SyncStore {
  public:
   virtual ~SyncStore() = default;
@@ -108,6 +120,9 @@ class SyncStore {
   virtual void set_outcome(const std::string& route, const std::string& outcome,
                            const std::string& error, bool success) = 0;
   virtual void set_auth_required(const std::string& route, const std::string& detail) = 0;
+  // The progress row of a running sync: written every few seconds, cleared when the run ends.
+  virtual void set_progress(const std::string& route, const Progress& progress) = 0;
+  virtual void clear_progress(const std::string& route) = 0;
   virtual bool auth_required(const std::string& route) = 0;
 };
 

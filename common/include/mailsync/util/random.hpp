@@ -8,4 +8,8 @@ namespace mailsync::util {
 // if the generator fails.
 std::string random_bytes(size_t count);
 
+// `length` hex digits from a fast per-thread generator: ids (run ids, worker owners), never
+// secrets.
+std::string random_hex(size_t length);
+
 }  // namespace mailsync::util
