@@ -211,8 +211,8 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   if (state_->options.port > 65535)
     throw std::runtime_error("cannot serve metrics: port " + std::to_string(state_->options.port) +
                              " is out of range");
-  const std::string listen = (v6 ? "[" + address + "]" : address) + ":" +
-                             std::to_string(state_->options.port);
+  const std::string listen =
+      (v6 ? "[" + address + "]" : address) + ":" + std::to_string(state_->options.port);
   const char* config[] = {"listening_ports",    listen.c_str(), "num_threads", "2",
                           "request_timeout_ms", "10000",        nullptr};
   mg_callbacks callbacks{};

@@ -8,6 +8,9 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
 
 #include "mailsync/dynamo/dynamo_client.hpp"
 #include "mailsync/http/http_client.hpp"
@@ -540,3 +543,119 @@ TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDe
 }
 
 }  // namespace
+
+// ---- what an operator sees: logs, metrics, health, progress -----------------------------------
+
+double metric_value(const std::string& exposition, const std::string& series) {
+  const auto at = exposition.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(exposition.substr(at + series.size() + 2));
+}
+
+TEST_F(RouteSyncTest, AWorkerLogsJsonLinesAndItsMetricsAndHealthEndpointsFollowTheSync) {
+  const auto sent = seed_many(*gmail_as(user_), 450, "obs");
+  mailsync::testing::EnvChanges env = process_env("info");
+  env["LOG_FORMAT"] = std::nullopt;  // the default: JSON
+  ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
+            0);
+  mailsync::testing::ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1", "--metrics-port",
+       "0", "--metrics-address", "127.0.0.1"},
+      env);
+  unsigned port = 0;
+  ASSERT_TRUE(mailsync::testing::wait_for([&] {
+    const std::string err = worker.read_err();
+    const auto at = err.find("on port ");
+    if (at != std::string::npos) port = static_cast<unsigned>(std::stoul(err.substr(at + 8)));
+    return port != 0;
+  })) << worker.read_err();
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  http::HttpClient http;
+  EXPECT_EQ(http.get(base + "/healthz").status, 200);
+  const auto ready = http.get(base + "/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+
+  // Scrape while it copies: the appended counter moves through values until it has them all.
+  std::set<double> seen;
+  std::string last;
+  ASSERT_TRUE(mailsync::testing::wait_for(
+      [&] {
+        last = http.get(base + "/metrics").body;
+        seen.insert(metric_value(last, "mailsync_messages_appended_total"));
+        return metric_value(last, R"(mailsync_jobs_succeeded_total{kind="route_sync"})") == 1;
+      },
+      std::chrono::seconds(60)))
+      << last;
+  EXPECT_EQ(*seen.rbegin(), 450);
+  EXPECT_GE(seen.size(), 2u) << "the counter was never seen moving";
+  EXPECT_EQ(metric_value(last, R"(mailsync_jobs_claimed_total{kind="route_sync"})"), 1);
+  EXPECT_GE(metric_value(last, "mailsync_bytes_appended_total"), 450 * 5000);
+  EXPECT_GE(metric_value(last, R"(mailsync_token_refreshes_total{provider="google"})"), 1);
+  EXPECT_GE(metric_value(last, R"(mailsync_job_duration_seconds_count{kind="route_sync"})"), 1);
+  EXPECT_EQ(metric_value(last, "mailsync_gate_failures_total"), 0);
+  worker.signal(SIGTERM);
+  const auto ended = worker.wait();
+  EXPECT_EQ(ended.exit_code, 0) << ended.err;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+
+  // Every line is a JSON object with the required fields; the job's lines say which job, run
+  // and route; the summary line has the counts.
+  std::istringstream lines(ended.err);
+  int parsed = 0;
+  std::optional<nlohmann::json> summary;
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json object;
+    ASSERT_NO_THROW(object = nlohmann::json::parse(line)) << line;
+    ++parsed;
+    for (const char* field : {"ts", "level", "msg", "service"})
+      EXPECT_TRUE(object.contains(field)) << field << " missing: " << line;
+    EXPECT_EQ(object["service"], "mailsync-worker");
+    if (object["msg"].get<std::string>().starts_with("route_sync done")) summary = object;
+  }
+  EXPECT_GE(parsed, 3);
+  ASSERT_TRUE(summary.has_value()) << ended.err;
+  EXPECT_EQ((*summary)["route"], route_.key());
+  EXPECT_GT((*summary)["job_id"].get<int64_t>(), 0);
+  EXPECT_EQ((*summary)["run_id"].get<std::string>().size(), 16u);
+  EXPECT_EQ((*summary)["appended"], 450);
+  EXPECT_EQ((*summary)["fetched"], 450);
+  EXPECT_EQ((*summary)["failed"], 0);
+  EXPECT_EQ((*summary)["outcome"], "succeeded");
+  EXPECT_EQ((*summary)["run_id"],
+            db_.query_value("SELECT run_id FROM mailsync.job_attempts ORDER BY started_at DESC "
+                            "LIMIT 1"))
+      << "the log's run_id is the attempt's in the database";
+}
+
+TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {
+  seed_many(*gmail_as(user_), 120, "progress");
+  store_->ensure_route(route_);
+  worker::SyncOptions options;
+  options.batch_messages = 10;
+  std::optional<worker::SyncReport> report;
+  std::atomic<bool> finished{false};
+  std::thread runner([&] {
+    worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
+    report = sync.run(1, never_);
+    finished = true;
+  });
+  const std::string progress =
+      "SELECT coalesce(progress_messages_done || '/' || progress_messages_total || ' ' || "
+      "progress_bytes_total, '') FROM mailsync.route_status WHERE route_key = '" +
+      route_.key() + "'";
+  std::set<std::string> seen;
+  while (!finished) {
+    if (const std::string value = db_.query_value(progress); !value.empty()) seen.insert(value);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  runner.join();
+  ASSERT_EQ(report->result.outcome, queue::Outcome::kSucceeded) << report->result.error;
+  ASSERT_FALSE(seen.empty()) << "route_status never showed progress";
+  for (const auto& value : seen) {
+    EXPECT_NE(value.find("/120 "), std::string::npos) << value;
+    EXPECT_GE(std::stoll(value.substr(value.find(' ') + 1)), 120 * 5000) << value;
+  }
+  EXPECT_EQ(db_.query_value(progress), "") << "progress stays after the run ended";
+  const auto status = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "status"},
+                                                     {{"MAILSYNC_DATABASE_URL", db_.url()}});
+  EXPECT_NE(status.out.find("PROGRESS"), std::string::npos) << status.out;
+}
