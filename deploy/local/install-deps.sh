@@ -12,12 +12,14 @@ packages=(
   # build
   cmake ninja-build g++ pkg-config clang-format git
   libpqxx-dev libpq-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libspdlog-dev
-  libfmt-dev libboost-program-options-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  libbenchmark-dev
+  libfmt-dev libboost-program-options-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev
+  libgmock-dev libbenchmark-dev
   # local stack
   postgresql postgresql-contrib dovecot-imapd openssl python3 nodejs npm procps
   # peers for bench/
   isync
+  # checks of deploy/ (tests/deploy_check.sh)
+  yamllint systemd
 )
 
 missing=()
