@@ -22,7 +22,7 @@ say "2. Starting the local stack (PostgreSQL, dynalite, Dovecot x2, OAuth emulat
 stack=$(deploy/local/up.sh 2>/dev/null)
 if [[ -z ${KEEP_STACK:-} ]]; then trap 'deploy/local/down.sh "$stack" >/dev/null 2>&1' EXIT; fi
 . "$stack/env"
-export SYNC_ROUTES_FILE=$MAILSYNC_STACK_ROUTES_FILE LOG_LEVEL=warn
+export SYNC_ROUTES_FILE=$MAILSYNC_STACK_ROUTES_FILE LOG_LEVEL=warn LOG_FORMAT=text
 # As in production: the Outlook refresh token in a file, so its rotations are written back there.
 export MS_REFRESH_TOKEN="file:$MAILSYNC_STACK_DIR/secrets/me.refresh_token"
 echo "   stack in $stack; routes from $SYNC_ROUTES_FILE:"
