@@ -7,6 +7,8 @@
 #include <future>
 #include <thread>
 
+#include "mailsync/health.hpp"
+#include "mailsync/http/http_client.hpp"
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/job_store.hpp"
 #include "mailsync/queue/route_store.hpp"
@@ -342,3 +344,59 @@ TEST_F(Scheduling, AdminCommandsRetryAndDiscardDeadJobs) {
 }
 
 }  // namespace
+
+// ---- what the scheduler's metrics endpoint shows -----------------------------------------------
+
+double metric(const std::string& exposition, const std::string& series) {
+  const auto at = exposition.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(exposition.substr(at + series.size() + 2));
+}
+
+TEST_F(Scheduling, TheSchedulersMetricsShowTheQueueAndRoutesThatNeedAPerson) {
+  mailsync::scheduler::Scheduler(scheduler_config(), routes_).run_once(true);
+  db_.execute("UPDATE mailsync.jobs SET run_at = now() - interval '90 seconds'");
+  db_.execute("UPDATE mailsync.routes SET auth_state = 'auth_required' WHERE route_key = '" +
+              routes_[1].key() + "'");
+  const auto server = mailsync::health::serve(
+      "127.0.0.1", 0, {"mailsync-scheduler", db_.url(), std::nullopt, /*queue_gauges=*/true});
+  const std::string base = "http://127.0.0.1:" + std::to_string(server->port());
+  mailsync::http::HttpClient http;
+  std::string body = http.get(base + "/metrics").body;
+  EXPECT_EQ(metric(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 3) << body;
+  EXPECT_EQ(metric(body, R"(mailsync_jobs{kind="route_sync",state="available"})"), 3) << body;
+  EXPECT_GE(metric(body, "mailsync_queue_oldest_due_age_seconds"), 90);
+  EXPECT_EQ(metric(body, "mailsync_routes_auth_required"), 1);
+  EXPECT_EQ(http.get(base + "/readyz").status, 200);
+
+  // The workers take the jobs: the gauges follow at the next scrape.
+  db_.execute("DELETE FROM mailsync.jobs");
+  body = http.get(base + "/metrics").body;
+  EXPECT_EQ(metric(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 0) << body;
+  EXPECT_EQ(metric(body, "mailsync_queue_oldest_due_age_seconds"), 0);
+}
+
+TEST_F(Scheduling, ReadyzNamesAnUnreachableDatabaseOrAClosedGate) {
+  const auto no_database = mailsync::health::serve(
+      "127.0.0.1", 0, {"mailsync-worker", "postgresql://postgres@127.0.0.1:1/none", std::nullopt});
+  mailsync::http::HttpClient http;
+  const auto answer =
+      http.get("http://127.0.0.1:" + std::to_string(no_database->port()) + "/readyz");
+  EXPECT_EQ(answer.status, 503);
+  EXPECT_TRUE(answer.body.starts_with("not ready: database: ")) << answer.body;
+
+  mailsync::dynamo::DynamoOptions gate;
+  gate.region = "us-east-1";
+  gate.table = "mailsync";
+  gate.endpoint = "http://127.0.0.1:1";
+  gate.access_key_id = "AKIDEXAMPLE";
+  gate.secret_access_key = mailsync::config::Secret(
+      "not-a-real-secret-key", mailsync::config::Secret::Source::kInline, "inline");
+  gate.attempts = 1;
+  const auto closed_gate =
+      mailsync::health::serve("127.0.0.1", 0, {"mailsync-worker", db_.url(), gate});
+  const auto gated =
+      http.get("http://127.0.0.1:" + std::to_string(closed_gate->port()) + "/readyz");
+  EXPECT_EQ(gated.status, 503);
+  EXPECT_TRUE(gated.body.starts_with("not ready: DynamoDB gate: ")) << gated.body;
+  EXPECT_EQ(gated.body.find("not-a-real-secret-key"), std::string::npos);
+}
