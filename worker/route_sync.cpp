@@ -278,8 +278,9 @@ struct RouteSync::Impl {
     return item;
   }
 
-  std::vector<std::unique_ptr<dynamo::DynamoClient>>
-      lane_clients;  // [0] unused: lane 0 is s.dynamo_
+  // The claim lanes' own clients (one kept-alive connection each, for the whole job). Claims are
+  // taken on the preparing thread while the main thread uses s.dynamo_ for the batch before.
+  std::vector<std::unique_ptr<dynamo::DynamoClient>> lane_clients;
 
   // DynamoDB side of the claims, in parallel (each conditional put is one round trip): true for
   // the UIDs this run now holds there too.
@@ -290,14 +291,12 @@ struct RouteSync::Impl {
     const size_t lanes = std::min<size_t>(8, claimed.size());
     // One client (one kept-alive connection) per lane for the whole job, not one per batch.
     while (lane_clients.size() < lanes)
-      lane_clients.push_back(lane_clients.empty()
-                                 ? nullptr
-                                 : std::make_unique<dynamo::DynamoClient>(s.dynamo_.options()));
+      lane_clients.push_back(std::make_unique<dynamo::DynamoClient>(s.dynamo_.options()));
     std::vector<std::future<std::map<uint32_t, std::string>>> futures;
     for (size_t lane = 0; lane < lanes; ++lane) {
       futures.push_back(std::async(std::launch::async, [&, lane] {
         std::map<uint32_t, std::string> lane_refused;
-        dynamo::DynamoClient& db = lane == 0 ? s.dynamo_ : *lane_clients[lane];
+        dynamo::DynamoClient& db = *lane_clients[lane];
         for (size_t i = lane; i < claimed.size(); i += lanes) {
           const Fetched& m = *claimed[i];
           if (db.put_if_absent(uid_item(uidvalidity, m.uid, "PENDING", m.message_id, m.sha256_hex)))
@@ -375,8 +374,6 @@ struct RouteSync::Impl {
         std::chrono::minutes(1) * (1 << std::min(attempt, 10)), std::chrono::hours(6));
   }
 
-  // One batch: claim (Postgres, then DynamoDB) -> APPEND -> finalize. Returns the UIDs now
-  // handled (DONE, skipped or recorded as failures); UIDs left PENDING are not.
   // Milliseconds spent per phase, for the per-batch debug line.
   struct PhaseClock {
     std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
@@ -389,49 +386,86 @@ struct RouteSync::Impl {
               " ms";
       last = now;
     }
-  } phases;
+  };
 
-  std::set<uint32_t> copy_batch(uint32_t uidvalidity, std::vector<Fetched>& batch, bool dedupe) {
-    std::set<uint32_t> handled;
+  // The store is one connection: the preparing thread and the main thread take turns on it.
+  std::mutex store_mutex;
+  template <typename Fn>
+  decltype(auto) db(Fn&& body) {
+    std::lock_guard lock(store_mutex);
+    return body(s.store_);
+  }
+
+  // A batch fetched and claimed (Postgres, then DynamoDB): ready to APPEND.
+  struct Prepared {
+    std::vector<Fetched> messages;
+    uint64_t planned_bytes = 0;
+    size_t planned_messages = 0;
+    std::vector<const Fetched*> appending;  // claimed here and in DynamoDB
+    std::vector<sync::Copied> copied;       // another writer (the old Lambda) copied them
+    std::vector<sync::Failure> failures;    // another writer holds the DynamoDB claim
+    std::set<uint32_t> handled;             // skipped: copied before
+    int skipped = 0;
+    std::vector<std::string> would_copy;  // dry run
+    PhaseClock phases;
+  };
+
+  // Fetch and claim one batch. Runs on a second thread while the main thread appends the batch
+  // before, so it touches only the Gmail connection, the claim lanes and (locked) the store.
+  std::unique_ptr<Prepared> prepare(uint32_t uidvalidity, const std::vector<uint32_t>& uids,
+                                    uint64_t bytes, const std::string& items, bool dedupe) {
+    auto p = std::make_unique<Prepared>();
+    p->planned_bytes = bytes;
+    p->planned_messages = uids.size();
+    BatchSink sink;
+    gmail->uid_fetch(sequence_set(uids), items, sink);
+    p->messages = std::move(sink.messages);
+    std::sort(p->messages.begin(), p->messages.end(),
+              [](const Fetched& a, const Fetched& b) { return a.uid < b.uid; });
+    p->phases.mark("fetch");
+
     std::vector<const Fetched*> to_copy;
     if (dedupe) {
       std::vector<uint64_t> ids;
-      for (const auto& m : batch)
+      for (const auto& m : p->messages)
         if (m.gm_msgid) ids.push_back(*m.gm_msgid);
-      const auto copied_ids = s.store_.copied_gm_msgids(key, ids);
-      for (const auto& m : batch) {
-        const bool copied = m.gm_msgid ? copied_ids.contains(*m.gm_msgid)
-                                       : s.store_.copied_message(key, m.message_id, m.sha256_hex);
-        if (copied) {
-          ++stats.skipped;
-          handled.insert(m.uid);
-        } else {
-          to_copy.push_back(&m);
+      db([&](sync::SyncStore& store) {
+        const auto copied_ids = store.copied_gm_msgids(key, ids);
+        for (const auto& m : p->messages) {
+          const bool copied = m.gm_msgid ? copied_ids.contains(*m.gm_msgid)
+                                         : store.copied_message(key, m.message_id, m.sha256_hex);
+          if (copied) {
+            ++p->skipped;
+            p->handled.insert(m.uid);
+          } else {
+            to_copy.push_back(&m);
+          }
         }
-      }
+      });
     } else {
-      for (const auto& m : batch) to_copy.push_back(&m);
+      for (const auto& m : p->messages) to_copy.push_back(&m);
     }
     if (s.options_.dry_run) {
       for (const Fetched* m : to_copy)
-        report.would_copy.push_back("UID " + std::to_string(m->uid) + " " +
-                                    std::to_string(m->bytes.size()) + " bytes " +
-                                    m->message_id.value_or("(no Message-ID)"));
-      return handled;
+        p->would_copy.push_back("UID " + std::to_string(m->uid) + " " +
+                                std::to_string(m->bytes.size()) + " bytes " +
+                                m->message_id.value_or("(no Message-ID)"));
+      return p;
     }
 
     std::vector<sync::SyncStore::ClaimRequest> requests;
     for (const Fetched* m : to_copy)
       requests.push_back(
           {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
-    const auto claims = s.store_.claim(key, uidvalidity, requests, job_id);
-    phases.mark("claim");
+    const auto claims =
+        db([&](sync::SyncStore& store) { return store.claim(key, uidvalidity, requests, job_id); });
+    p->phases.mark("claim");
     std::vector<const Fetched*> claimed;
     for (const Fetched* m : to_copy) {
       const auto& state = claims.at(m->uid);
       if (state.kind == sync::ClaimState::Kind::kDone) {
-        ++stats.skipped;
-        handled.insert(m->uid);
+        ++p->skipped;
+        p->handled.insert(m->uid);
       } else if (state.kind == sync::ClaimState::Kind::kClaimed) {
         claimed.push_back(m);
       }
@@ -439,27 +473,46 @@ struct RouteSync::Impl {
       // the watermark waits for it.
     }
     const auto refused = mirror_claims(uidvalidity, claimed);
-    phases.mark("mirror claims");
-    std::vector<sync::Copied> copied;
-    std::vector<sync::Failure> failures;
-    std::vector<const Fetched*> appending;
+    p->phases.mark("mirror claims");
     for (const Fetched* m : claimed) {
       if (const auto other = refused.find(m->uid); other != refused.end()) {
         if (other->second == "DONE") {  // another writer (the old Lambda) copied it
-          copied.push_back({m->uid, std::nullopt, std::nullopt, m->message_id, m->sha256_hex,
-                            static_cast<int64_t>(m->bytes.size()), std::nullopt, m->gm_msgid});
-          ++stats.skipped;
+          p->copied.push_back({m->uid, std::nullopt, std::nullopt, m->message_id, m->sha256_hex,
+                               static_cast<int64_t>(m->bytes.size()), std::nullopt, m->gm_msgid});
+          ++p->skipped;
         } else {
-          failures.push_back({m->uid, "claimed_elsewhere",
-                              "another writer holds the DynamoDB claim (" + other->second + ")",
-                              false, s.options_.now() + std::chrono::minutes(5), m->message_id,
-                              static_cast<int64_t>(m->bytes.size())});
+          p->failures.push_back({m->uid, "claimed_elsewhere",
+                                 "another writer holds the DynamoDB claim (" + other->second + ")",
+                                 false, s.options_.now() + std::chrono::minutes(5), m->message_id,
+                                 static_cast<int64_t>(m->bytes.size())});
         }
         continue;
       }
-      appending.push_back(m);
+      p->appending.push_back(m);
     }
+    return p;
+  }
 
+  // A prepared batch that will not be appended (the run stops): its claims are given back, so the
+  // next run copies those messages without a destination search first.
+  void abandon(uint32_t uidvalidity, const Prepared& p) {
+    std::vector<uint32_t> uids;
+    for (const Fetched* m : p.appending) uids.push_back(m->uid);
+    if (uids.empty()) return;
+    db([&](sync::SyncStore& store) { store.release(key, uidvalidity, uids); });
+    for (const uint32_t uid : uids) s.dynamo_.remove_pending(key, uid_sk(uidvalidity, uid));
+  }
+
+  // APPEND -> finalize (Postgres, then the mirror). Returns the UIDs now handled (DONE, skipped
+  // or recorded as failures); UIDs left PENDING are not.
+  std::set<uint32_t> commit(uint32_t uidvalidity, Prepared& p) {
+    std::set<uint32_t> handled = p.handled;
+    if (s.options_.dry_run) return handled;
+    std::vector<sync::Copied>& copied = p.copied;
+    std::vector<sync::Failure>& failures = p.failures;
+    const std::vector<const Fetched*>& appending = p.appending;
+    PhaseClock& phases = p.phases;
+    phases.last = std::chrono::steady_clock::now();
     std::vector<imap::AppendMessage> messages;
     for (const Fetched* m : appending) {
       imap::AppendMessage message{m->bytes, {}, m->internaldate};
@@ -473,8 +526,10 @@ struct RouteSync::Impl {
       // The connection broke mid-batch: what was appended is unknown. The claims stay PENDING and
       // the next run reconciles them before appending anything again.
       outlook_healthy = false;
-      s.store_.finalize(key, uidvalidity, copied);
-      s.store_.record_failures(key, uidvalidity, failures);
+      db([&](sync::SyncStore& store) {
+        store.finalize(key, uidvalidity, copied);
+        store.record_failures(key, uidvalidity, failures);
+      });
       for (const auto& f : failures) handled.insert(f.uid);
       for (const auto& c : copied) handled.insert(c.uid);
       throw;
@@ -511,9 +566,11 @@ struct RouteSync::Impl {
       }
     }
     // Postgres first (the truth), then the mirror.
-    s.store_.finalize(key, uidvalidity, copied);
-    s.store_.release(key, uidvalidity, released);
-    s.store_.record_failures(key, uidvalidity, failures);
+    db([&](sync::SyncStore& store) {
+      store.finalize(key, uidvalidity, copied);
+      store.release(key, uidvalidity, released);
+      store.record_failures(key, uidvalidity, failures);
+    });
     phases.mark("finalize");
     for (const auto& f : failures) {
       dynamo_failed.push_back(
@@ -548,7 +605,7 @@ struct RouteSync::Impl {
     if (stored_mark && stored_mark->uidvalidity == uidvalidity && stored_mark->last_uid >= last_uid)
       return;
     stored_mark = sync::Watermark{uidvalidity, last_uid};
-    s.store_.set_watermark(key, {uidvalidity, last_uid});
+    db([&](sync::SyncStore& store) { store.set_watermark(key, {uidvalidity, last_uid}); });
     s.dynamo_.put({{"PK", dynamo::S(key)},
                    {"SK", dynamo::S("WATERMARK")},
                    {"uidvalidity", dynamo::N(uidvalidity)},
@@ -680,38 +737,82 @@ struct RouteSync::Impl {
     uint64_t done_bytes = 0;
     uint32_t mark = floor;  // the watermark so far
     size_t mark_at = 0;     // candidates[0, mark_at) are all handled
-    for (size_t i = 0; i < present.size() && !stopped;) {
-      std::vector<uint32_t> batch_uids;
+    // The batches: at most batch_messages and batch_bytes each (a larger message goes alone).
+    struct Planned {
+      std::vector<uint32_t> uids;
       uint64_t bytes = 0;
-      while (i < present.size() && batch_uids.size() < s.options_.batch_messages &&
-             (batch_uids.empty() || bytes + meta.sizes[present[i]] <= s.options_.batch_bytes)) {
-        bytes += meta.sizes[present[i]];
-        batch_uids.push_back(present[i++]);
+    };
+    std::vector<Planned> plan;
+    for (size_t i = 0; i < present.size();) {
+      Planned batch;
+      while (
+          i < present.size() && batch.uids.size() < s.options_.batch_messages &&
+          (batch.uids.empty() || batch.bytes + meta.sizes[present[i]] <= s.options_.batch_bytes)) {
+        batch.bytes += meta.sizes[present[i]];
+        batch.uids.push_back(present[i++]);
       }
-      BatchSink sink;
-      phases = PhaseClock();
-      gmail->uid_fetch(sequence_set(batch_uids), items, sink);
-      phases.mark("fetch");
-      stats.fetched += static_cast<int>(sink.messages.size());
-      std::sort(sink.messages.begin(), sink.messages.end(),
-                [](const Fetched& a, const Fetched& b) { return a.uid < b.uid; });
-      const auto done = copy_batch(inbox.uidvalidity, sink.messages, dedupe);
+      plan.push_back(std::move(batch));
+    }
+    auto prepare_batch = [&](size_t b) {
+      return prepare(inbox.uidvalidity, plan[b].uids, plan[b].bytes, items, dedupe);
+    };
+    // Pipelined: while batch b is appended and finalized here, batch b + 1 is fetched and claimed
+    // on a second thread (the Gmail connection, the claim lanes), so the claims' round trips hide
+    // behind the APPEND. Two batches of normal size at most are in memory; a batch holding one
+    // message larger than batch_bytes is never overlapped with another.
+    std::future<std::unique_ptr<Prepared>> next;
+    auto settle_next = [&](bool give_back) {
+      if (!next.valid()) return;
+      try {
+        auto prepared = next.get();
+        if (give_back) abandon(inbox.uidvalidity, *prepared);
+      } catch (const std::exception& e) {
+        log(spdlog::level::warn, std::string("the next batch, prepared meanwhile, failed too: ") +
+                                     e.what() +
+                                     " (its claims stay PENDING and the next run reconciles them)");
+      }
+    };
+    for (size_t b = 0; b < plan.size() && !stopped; ++b) {
+      std::unique_ptr<Prepared> current = next.valid() ? next.get() : prepare_batch(b);
+      if (b + 1 < plan.size() && plan[b].bytes <= s.options_.batch_bytes &&
+          plan[b + 1].bytes <= s.options_.batch_bytes)
+        next = std::async(std::launch::async, [&, b, context = log::context()] {
+          const log::ContextScope scope(context);
+          return prepare_batch(b + 1);
+        });
+      const uint64_t bytes = current->planned_bytes;
+      stats.fetched += static_cast<int>(current->messages.size());
+      stats.skipped += current->skipped;
+      report.would_copy.insert(report.would_copy.end(), current->would_copy.begin(),
+                               current->would_copy.end());
+      std::set<uint32_t> done;
+      try {
+        done = commit(inbox.uidvalidity, *current);
+      } catch (...) {
+        settle_next(/*give_back=*/true);
+        throw;
+      }
       handled.insert(done.begin(), done.end());
-      done_messages += batch_uids.size();
+      done_messages += current->planned_messages;
       done_bytes += bytes;
       // Progress of a run with more to do: in the database (for `mailsync status`) after the
       // first batch and every 5 s, in the log every 10 s.
       if (const auto now = std::chrono::steady_clock::now();
-          i < present.size() && !s.options_.dry_run &&
+          b + 1 < plan.size() && !s.options_.dry_run &&
           (!progress_written || now - last_progress >= std::chrono::seconds(5))) {
         const double seconds = std::max(std::chrono::duration<double>(now - started).count(), 1e-3);
         const double rate = static_cast<double>(done_messages) / seconds;
         const double left =
             rate > 0 ? static_cast<double>(present.size() - done_messages) / rate : 0.0;
-        s.store_.set_progress(
-            key, {job_id, seconds, static_cast<int64_t>(done_messages),
-                  static_cast<int64_t>(present.size()), static_cast<int64_t>(done_bytes),
-                  static_cast<int64_t>(total_bytes), rate, static_cast<int64_t>(left)});
+        const sync::Progress progress{job_id,
+                                      seconds,
+                                      static_cast<int64_t>(done_messages),
+                                      static_cast<int64_t>(present.size()),
+                                      static_cast<int64_t>(done_bytes),
+                                      static_cast<int64_t>(total_bytes),
+                                      rate,
+                                      static_cast<int64_t>(left)};
+        db([&](sync::SyncStore& store) { store.set_progress(key, progress); });
         progress_written = true;
         last_progress = now;
         if (now - last_progress_log >= std::chrono::seconds(10)) {
@@ -737,11 +838,12 @@ struct RouteSync::Impl {
              (handled.contains(candidates[mark_at]) || failed_before.contains(candidates[mark_at])))
         mark = std::max(mark, candidates[mark_at++]);
       if (mark > 0) set_watermark(inbox.uidvalidity, mark);
-      phases.mark("watermark");
-      log(spdlog::level::debug, "batch of " + std::to_string(batch_uids.size()) + " (" +
-                                    std::to_string(bytes) + " bytes): " + phases.text);
+      current->phases.mark("watermark");
+      log(spdlog::level::debug, "batch of " + std::to_string(current->planned_messages) + " (" +
+                                    std::to_string(bytes) + " bytes): " + current->phases.text);
       stopped = cancel.load();
     }
+    settle_next(/*give_back=*/true);  // stopped with a batch claimed but not appended
     if (candidates.empty() && (floor > 0 || !watermark)) set_watermark(inbox.uidvalidity, floor);
     if (stopped) {
       report.result =
