@@ -86,11 +86,18 @@ SyncState $work/mbsync-$1/
 RC
 }
 now_ms() { date +%s%3N; }
+# CPU time (clock ticks) the dynalite process has used: every durable claim is one conditional
+# PutItem there, and dynalite runs them on one core, so its CPU per message bounds any
+# implementation that mirrors each message into it before the APPEND (DESIGN invariant 2).
+dynalite_pid=$(awk '$1 == "dynalite" { print $2 }' "$stack/pids")
+dynalite_ticks() { awk '{ print $14 + $15 }' "/proc/$dynalite_pid/stat"; }
 timed() { local start; start=$(now_ms); "$@" >/dev/null; echo $(($(now_ms) - start)); }
 
-m_rates=() s_rates=()
+m_rates=() s_rates=() d_cpu=()
 for round in $(seq "$ROUNDS"); do
+  d0=$(dynalite_ticks)
   m_ms=$(SYNC_ROUTES_JSON=$(routes "BenchM$round") timed "$bin/scheduler/mailsync" run-once)
+  d_cpu+=($((($(dynalite_ticks) - d0) * 1000000 / $(getconf CLK_TCK) / COUNT)))  # µs per message
   mbsync_config "BenchS$round"
   s_ms=$(timed mbsync -q -c "$work/mbsync-BenchS$round/rc" bench)
   echo "round $round: mailsync $m_ms ms, mbsync $s_ms ms" >&2
@@ -107,7 +114,7 @@ s_idle=$(timed mbsync -q -c "$work/mbsync-BenchS1/rc" bench)
 # An idle route's job inside a running worker (tokens cached, connections pooled): the normal
 # case every five minutes. Three cycles; the last job's duration from the attempt history.
 export SYNC_ROUTES_JSON=$(routes BenchM1)
-"$bin/worker/mailsync-worker" --concurrency 1 &
+"$bin/worker/mailsync-worker" --concurrency 1 2>"$work/worker.log" &
 worker=$!
 for cycle in 1 2 3; do
   "$bin/scheduler/mailsync" enqueue --all >/dev/null
@@ -139,6 +146,8 @@ rss=$(SYNC_ROUTES_JSON=$(routes BenchRss) python3 "$root/bench/sync/peak_rss.py"
 echo "mbsync_msgs_per_s=$s"
 echo "mailsync_msgs_per_s=$m"
 awk -v m="$m" -v s="$s" 'BEGIN { printf "ratio=%.2f\n", m / s }'
+d=$(median "${d_cpu[@]}")
+echo "dynalite_cpu_us_per_msg=$d (mailsync's DynamoDB traffic, one conditional claim and one batched DONE per message, on dynalite's one core: a ceiling of $((1000000 / d)) msgs/s on this stack; mailsync ran at $((m * 100 * d / 1000000))% of it)"
 echo "idle_run_ms (whole process) mailsync=$m_idle mbsync=$s_idle"
 echo "idle_job_ms (in a running worker) mailsync=$m_job"
 echo "mailsync_peak_rss_mb=$((rss / 1024)) (copying $((COUNT + 1)) messages including one of 30 MB)"
