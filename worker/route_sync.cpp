@@ -566,10 +566,10 @@ struct RouteSync::Impl {
       }
     }
     // Postgres first (the truth), then the mirror.
-    db([&](sync::SyncStore& store) {
+    const std::map<uint32_t, int> retries = db([&](sync::SyncStore& store) {
       store.finalize(key, uidvalidity, copied);
       store.release(key, uidvalidity, released);
-      store.record_failures(key, uidvalidity, failures);
+      return store.record_failures(key, uidvalidity, failures);
     });
     phases.mark("finalize");
     for (const auto& f : failures) {
@@ -577,7 +577,7 @@ struct RouteSync::Impl {
           {{"PK", dynamo::S(key)},
            {"SK", dynamo::S("FAIL#" + std::to_string(uidvalidity) + "#" + std::to_string(f.uid))},
            {"last_error", dynamo::S(f.error)},
-           {"retry_count", dynamo::N(1)},
+           {"retry_count", dynamo::N(retries.contains(f.uid) ? retries.at(f.uid) : 0)},
            {"updated_at", dynamo::S(iso8601(s.options_.now()))},
            {"ttl", expiry()}});
       if (std::find(released.begin(), released.end(), f.uid) != released.end())

@@ -34,7 +34,7 @@ token() {  # PROVIDER_URL CLIENT_ID SECRET REFRESH
   curl -s --data-urlencode grant_type=refresh_token --data-urlencode "client_id=$2" --data-urlencode "client_secret=$3" \
     --data-urlencode "refresh_token=$4" "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
-source_user=sync60@gmail.test
+source_user=sync120@gmail.test  # the last of the stack's spare mailboxes, which the tests claim first-come
 # Seed the source with the benchmark's own tool (pipelined APPEND over XOAUTH2).
 source_token=$(curl -s -H 'Content-Type: application/json' -d "{\"provider\": \"google\", \"user\": \"$source_user\"}" \
   "$MAILSYNC_STACK_OAUTH_URL/admin/grant" | python3 -c 'import json, sys; print(json.load(sys.stdin)["refresh_token"])')

@@ -34,7 +34,7 @@ read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port < <
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
 # Mailboxes the integration tests claim one each (tests/support/stack.cpp), so they can run in parallel.
 test_users=()
-for i in $(seq -w 1 60); do test_users+=("sync$i@gmail.test"); done
+for i in $(seq -w 1 120); do test_users+=("sync$i@gmail.test"); done
 outlook_user=me@outlook.test
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 imap_password=$(random)

@@ -497,7 +497,9 @@ TEST_F(RouteSyncTest,
                 .find("[LIMIT] Mail size is larger"),
             std::string::npos)
       << "the server's own words are kept";
-  EXPECT_EQ(dynamo_->query(route_.key(), "FAIL#").size(), 1u);
+  const auto fail_items = dynamo_->query(route_.key(), "FAIL#");
+  ASSERT_EQ(fail_items.size(), 1u);
+  EXPECT_EQ(fail_items[0]["retry_count"]["N"], "0") << "the mirror has Postgres's count";
   for (const auto& m : read_folder(*outlook(), route_.target_folder)) EXPECT_NE(m.sha256, huge_sha);
   // Invariant 4: a recorded failure does not hold the watermark back; permanent ones are not
   // retried.
@@ -658,4 +660,36 @@ TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {
   const auto status = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "status"},
                                                      {{"MAILSYNC_DATABASE_URL", db_.url()}});
   EXPECT_NE(status.out.find("PROGRESS"), std::string::npos) << status.out;
+}
+
+TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndWaitsLongerEachTime) {
+  store_->ensure_route(route_);
+  const auto now = std::chrono::system_clock::now();
+  const sync::Failure throttled{7,
+                                "throttled",
+                                "NO [THROTTLED] slow down",
+                                false,
+                                now + std::chrono::minutes(1),
+                                std::string("<t@x>"),
+                                100};
+  const std::string wait =
+      "SELECT round(extract(epoch FROM next_retry_at - now()) / 60) FROM mailsync.failures";
+  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 0);
+  EXPECT_EQ(db_.query_value(wait), "1");
+  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 1);
+  EXPECT_EQ(db_.query_value(wait), "2");
+  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 2);
+  EXPECT_EQ(db_.query_value(wait), "4");
+  // The server asking for longer wins over the doubling.
+  sync::Failure slower = throttled;
+  slower.next_retry_at = now + std::chrono::minutes(30);
+  EXPECT_EQ(store_->record_failures(route_.key(), 1, {slower}).at(7), 3);
+  EXPECT_EQ(db_.query_value(wait), "30");
+  // Refused for good: never retried, whatever came before.
+  sync::Failure refused = throttled;
+  refused.permanent = true;
+  refused.next_retry_at.reset();
+  EXPECT_EQ(store_->record_failures(route_.key(), 1, {refused}).at(7), 4);
+  EXPECT_EQ(db_.query_value("SELECT next_retry_at IS NULL AND permanent FROM mailsync.failures"),
+            "t");
 }

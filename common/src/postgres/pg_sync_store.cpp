@@ -84,8 +84,14 @@ FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::bigint[], $
      AS f(uid, reason, error, permanent, retry_us, message_id, size)
 ON CONFLICT (route_key, uidvalidity, uid) DO UPDATE
 SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error, permanent = EXCLUDED.permanent,
-    next_retry_at = EXCLUDED.next_retry_at, retry_count = x.retry_count + 1, updated_at = now(),
+    -- A transient failure seen again waits twice as long each time (1 min, 2 min, ... 6 h), or
+    -- as long as the server asked, whichever is later.
+    next_retry_at = CASE WHEN EXCLUDED.permanent THEN NULL ELSE greatest(
+        EXCLUDED.next_retry_at,
+        now() + least(interval '1 minute' * power(2, least(x.retry_count + 1, 10)), interval '6 hours')) END,
+    retry_count = x.retry_count + 1, updated_at = now(),
     message_id = coalesce(EXCLUDED.message_id, x.message_id), size = coalesce(EXCLUDED.size, x.size)
+RETURNING uid, retry_count
 )sql"};
 
 constexpr Query kDueFailures{"sync_due_failures", R"sql(
@@ -239,9 +245,9 @@ class PgSyncStore final : public SyncStore {
     if (!uids.empty()) exec(kRelease, route, int64_t{uidvalidity}, uid_array(uids));
   }
 
-  void record_failures(const std::string& route, uint32_t uidvalidity,
-                       const std::vector<Failure>& failures) override {
-    if (failures.empty()) return;
+  std::map<uint32_t, int> record_failures(const std::string& route, uint32_t uidvalidity,
+                                          const std::vector<Failure>& failures) override {
+    if (failures.empty()) return {};
     TextArray uids, reasons, errors, permanent, retry, ids, sizes;
     for (const Failure& f : failures) {
       uids.add(std::to_string(f.uid));
@@ -252,8 +258,16 @@ class PgSyncStore final : public SyncStore {
       ids.add_optional(f.message_id);
       sizes.add_optional(f.size);
     }
-    exec(kRecordFailures, route, int64_t{uidvalidity}, uids.str(), reasons.str(), errors.str(),
-         permanent.str(), retry.str(), ids.str(), sizes.str());
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
+      const pqxx::result rows = work.exec_prepared(
+          kRecordFailures.name, route, int64_t{uidvalidity}, uids.str(), reasons.str(),
+          errors.str(), permanent.str(), retry.str(), ids.str(), sizes.str());
+      work.commit();
+      std::map<uint32_t, int> counts;
+      for (const auto& row : rows) counts[row[0].as<uint32_t>()] = row[1].as<int>();
+      return counts;
+    });
   }
 
   std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
