@@ -19,7 +19,7 @@ packages=(
   # peers for bench/
   isync
   # checks of deploy/ (tests/deploy_check.sh)
-  yamllint systemd
+  yamllint systemd docker-compose
 )
 
 missing=()
