@@ -3,7 +3,9 @@
 #   installs what is missing, builds, starts throwaway PostgreSQL + dynalite + two Dovecot servers
 #   ("gmail" and "outlook") + the OAuth emulator, seeds three Gmail inboxes with a few hundred
 #   varied messages, runs the scheduler once and a worker until the queue is drained, shows what
-#   arrived where and the dashboard, runs again to show nothing is copied twice, and stops it all.
+#   arrived where and the dashboard, runs again to show nothing is copied twice, then lets a
+#   long-running worker copy new mail while its JSON log and Prometheus metrics are shown, and
+#   stops it all.
 #
 #   deploy/local/demo.sh            (KEEP_STACK=1 leaves the stack running and prints its env file)
 set -euo pipefail
@@ -53,6 +55,27 @@ say "7. Running again: new cycle, nothing new to copy"
 mailsync enqueue --all | sed 's/^/   /'
 mailsync-worker --drain --concurrency 3
 psql -q "$MAILSYNC_DATABASE_URL" -c "SELECT regexp_replace(route_key, '#DEST.*', '') AS route, attempt, fetched, appended, skipped, outcome FROM mailsync.job_attempts ORDER BY started_at DESC LIMIT 3" | sed 's/^/   /'
+python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
+
+say "8. Watching it: new mail, a long-running worker with JSON logs and Prometheus metrics"
+python3 deploy/local/seed_mail.py alice@gmail.test 25 --seed 4 | sed 's/^/   /'
+worker_log=$(mktemp /tmp/mailsync-demo-worker.XXXXXX)
+LOG_FORMAT=json LOG_LEVEL=info mailsync-worker --concurrency 3 --metrics-port 0 --metrics-address 127.0.0.1 \
+  2>"$worker_log" &
+worker=$!
+until grep -q 'on port' "$worker_log"; do sleep 0.05; done
+port=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$worker_log" | head -1)
+mailsync enqueue --all >/dev/null
+until curl -s "127.0.0.1:$port/metrics" | grep -q '^mailsync_jobs_succeeded_total{kind="route_sync"} 3'; do sleep 0.05; done
+echo "   GET /readyz: $(curl -s "127.0.0.1:$port/readyz")"
+echo "   GET /metrics (some of it):"
+curl -s "127.0.0.1:$port/metrics" | grep -E '^mailsync_(messages_appended_total|bytes_appended_total|jobs_succeeded_total|token_refreshes_total|gate_failures_total)(\{[^}]*\})? ' |
+  sed 's/^/     /'
+echo "   the job summary line of alice's route, as a log shipper sees it:"
+grep '"route_sync done' "$worker_log" | grep alice | head -1 | sed 's/^/     /'
+kill -TERM "$worker"
+wait "$worker" || true
+rm -f "$worker_log"
 python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
 
 if [[ -n ${KEEP_STACK:-} ]]; then
