@@ -693,3 +693,39 @@ TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndWaitsLongerEachTime)
   EXPECT_EQ(db_.query_value("SELECT next_retry_at IS NULL AND permanent FROM mailsync.failures"),
             "t");
 }
+
+TEST_F(RouteSyncTest, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNextRunFinishes) {
+  const auto sent = seed_many(*gmail_as(user_), 200, "stop");
+  store_->ensure_route(route_);
+  worker::SyncOptions options;
+  options.batch_messages = 10;
+  std::atomic<bool> cancel{false};
+  std::optional<worker::SyncReport> report;
+  std::atomic<bool> finished{false};
+  std::thread runner([&] {
+    worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
+    report = sync.run(1, cancel);
+    finished = true;
+  });
+  const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return std::stoi(db_.query_value(done)) >= 30; }));
+  cancel = true;  // what a worker's SIGTERM does to its running jobs
+  runner.join();
+  ASSERT_EQ(report->result.outcome, queue::Outcome::kRetryAt) << report->result.error;
+  EXPECT_NE(report->result.error.find("stopped between batches"), std::string::npos);
+  const int copied = std::stoi(db_.query_value(done));
+  EXPECT_LT(copied, 200) << "the run was not stopped early";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
+            "0")
+      << "the batch claimed ahead was not given back";
+  int dynamo_pending = 0;
+  for (const auto& item : dynamo_->query(route_.key(), "UID#"))
+    if (item["status"]["S"] == "PENDING") ++dynamo_pending;
+  EXPECT_EQ(dynamo_pending, 0) << "DynamoDB still holds claims of the batch given back";
+  EXPECT_EQ(read_folder(*outlook(), route_.target_folder).size(), static_cast<size_t>(copied));
+
+  const worker::SyncReport rest = run(route_);
+  ASSERT_EQ(rest.result.outcome, queue::Outcome::kSucceeded) << rest.result.error;
+  EXPECT_EQ(rest.result.stats.appended, 200 - copied);
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+}
