@@ -20,6 +20,14 @@ when the real providers would.
   GET  /admin/issued?user=U  the access tokens issued to U (tests scan their output for them)
   GET  /healthz
 
+AWS, for mailsync's credential chain (dynalite accepts any keys, so these only prove the flow):
+  POST /admin/aws-identity {"role_arn"} -> {"token"}  mint a web identity token (also valid as a
+                                                     container authorization token)
+  POST /sts                AssumeRoleWithWebIdentity (form, STS XML answer; InvalidIdentityToken
+                           for an unknown token)
+  GET  /container-credentials   the ECS / EKS Pod Identity endpoint (Authorization: the token)
+  Counts in /admin/stats: sts_calls, container_calls.
+
 Errors follow RFC 6749 section 5.2: HTTP 400 {"error": "invalid_grant"} for an unknown, revoked or
 expired refresh token, 401 {"error": "invalid_client"} for a wrong client secret.
 
@@ -59,7 +67,9 @@ class State:
         self.codes = {}   # authorization code -> {"provider", "user", "client_id", "redirect_uri", "challenge"}
         self.knobs = {None: {"expires_in": 3599, "fail_next": 0, "delay_ms": 0, "revoke_rotated": False}}
         self.stats = {"token_requests": 0, "token_errors": 0, "introspections": 0,
-                      "introspections_active": 0, "grants_by_user": {}}
+                      "introspections_active": 0, "grants_by_user": {}, "sts_calls": 0,
+                      "container_calls": 0}
+        self.aws_identities = {}  # web identity token -> role arn
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -113,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/admin/stats":
             with self.state.lock:
                 return self.reply(200, self.state.stats)
+        if url.path == "/container-credentials":
+            return self.container_credentials()
         if url.path == "/admin/issued":
             with self.state.lock:
                 return self.reply(200, {"access_tokens": self.state.issued.get(query.get("user", ""), [])})
@@ -124,6 +136,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         parts = [p for p in urllib.parse.urlsplit(self.path).path.split("/") if p]
         body = self.read_body()
+        if parts == ["sts"]:
+            return self.sts(body)
+        if parts == ["admin", "aws-identity"]:
+            token = "emu-web-identity." + secrets.token_urlsafe(24)
+            with self.state.lock:
+                self.state.aws_identities[token] = body.get("role_arn", "arn:aws:iam::000000000000:role/mailsync")
+            return self.reply(200, {"token": token})
         if len(parts) == 2 and parts[0] == "introspect" and parts[1] in PROVIDERS:
             return self.introspect(parts[1], body)
         if len(parts) == 2 and parts[0] == "admin":
@@ -135,6 +154,46 @@ class Handler(BaseHTTPRequestHandler):
         if provider:
             return self.token(provider, body)
         self.reply(404, {"error": "not_found"})
+
+    # --- AWS credentials ------------------------------------------------------------------------
+
+    @staticmethod
+    def aws_credentials():
+        expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return ("ASIAEMU" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30),
+                "emu-session." + secrets.token_urlsafe(40), expiration)
+
+    def sts(self, body):
+        with self.state.lock:
+            self.state.stats["sts_calls"] += 1
+            role = self.state.aws_identities.get(body.get("WebIdentityToken", ""))
+        if body.get("Action") != "AssumeRoleWithWebIdentity" or role is None or role != body.get("RoleArn"):
+            data = ("<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                    "<Message>Couldn't retrieve verification key from your identity provider</Message>"
+                    "</Error></ErrorResponse>").encode()
+            status = 400
+        else:
+            key, secret, token, expiration = self.aws_credentials()
+            data = ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+                    f"<SessionToken>{token}</SessionToken><SecretAccessKey>{secret}</SecretAccessKey>"
+                    f"<Expiration>{expiration}</Expiration><AccessKeyId>{key}</AccessKeyId>"
+                    "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>").encode()
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def container_credentials(self):
+        with self.state.lock:
+            self.state.stats["container_calls"] += 1
+            known = self.headers.get("Authorization", "") in self.state.aws_identities
+        if not known:
+            return self.reply(401, {"code": "AccessDenied", "message": "unknown authorization token"})
+        key, secret, token, expiration = self.aws_credentials()
+        self.reply(200, {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
+                         "Expiration": expiration})
 
     @staticmethod
     def provider_of(parts, endpoint):

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -728,4 +729,89 @@ TEST_F(RouteSyncTest, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNext
   ASSERT_EQ(rest.result.outcome, queue::Outcome::kSucceeded) << rest.result.error;
   EXPECT_EQ(rest.result.stats.appended, 200 - copied);
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+}
+
+// ---- AWS credentials without keys: EKS IRSA (web identity) and the container endpoint ----------
+
+class AwsIdentity : public RouteSyncTest {
+ protected:
+  std::string mint_identity(const std::string& role) {
+    http::HttpClient http;
+    const auto answer = http.post(stack_env("MAILSYNC_STACK_OAUTH_URL") + "/admin/aws-identity",
+                                  "application/json", nlohmann::json{{"role_arn", role}}.dump());
+    return nlohmann::json::parse(answer.body)["token"].get<std::string>();
+  }
+  std::string token_file(const std::string& token) {
+    const std::string path = ::testing::TempDir() + "mailsync-aws-token-" +
+                             std::to_string(::getpid()) + "-" + std::to_string(files_++);
+    std::ofstream(path) << token << "\n";
+    return path;
+  }
+  int emulator_stat(const std::string& name) {
+    http::HttpClient http;
+    return nlohmann::json::parse(
+               http.get(stack_env("MAILSYNC_STACK_OAUTH_URL") + "/admin/stats").body)[name]
+        .get<int>();
+  }
+  // The process environment with the AWS keys taken away.
+  mailsync::testing::EnvChanges without_keys() const {
+    auto env = process_env("warn");
+    env["AWS_ACCESS_KEY_ID"] = std::nullopt;
+    env["AWS_SECRET_ACCESS_KEY"] = std::nullopt;
+    env["AWS_SESSION_TOKEN"] = std::nullopt;
+    return env;
+  }
+  int files_ = 0;
+};
+
+TEST_F(AwsIdentity, AWebIdentityRoleOpensTheGateAndOneAssumeRoleServesAWholeSync) {
+  const std::string role = "arn:aws:iam::123456789012:role/mailsync-worker";
+  auto env = without_keys();
+  env["AWS_ROLE_ARN"] = role;
+  env["AWS_WEB_IDENTITY_TOKEN_FILE"] = token_file(mint_identity(role));
+  env["AWS_ENDPOINT_URL_STS"] = stack_env("MAILSYNC_STACK_OAUTH_URL") + "/sts";
+  const auto gate = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"}, env);
+  EXPECT_EQ(gate.exit_code, 0) << gate.err;
+
+  const auto sent = seed_many(*gmail_as(user_), 300, "irsa");
+  const int before = emulator_stat("sts_calls");
+  const auto run = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "run-once"}, env);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+  EXPECT_EQ(emulator_stat("sts_calls") - before, 1)
+      << "the claim lanes share one cached set of temporary credentials";
+
+  // A token the identity provider does not know: the gate stays closed, with STS's words.
+  env["AWS_WEB_IDENTITY_TOKEN_FILE"] = token_file("not-a-token");
+  const auto refused = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"}, env);
+  EXPECT_EQ(refused.exit_code, 3);
+  EXPECT_NE(refused.err.find("AssumeRoleWithWebIdentity refused: InvalidIdentityToken"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_EQ(refused.err.find("not-a-token"), std::string::npos) << "the token is never printed";
+}
+
+TEST_F(AwsIdentity, TheContainerCredentialsEndpointOpensTheGateAndARefusalIsNamed) {
+  auto env = without_keys();
+  env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] =
+      stack_env("MAILSYNC_STACK_OAUTH_URL") + "/container-credentials";
+  env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = token_file(mint_identity("pod-identity"));
+  const auto gate = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"}, env);
+  EXPECT_EQ(gate.exit_code, 0) << gate.err;
+
+  env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = std::nullopt;
+  env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "wrong";
+  const auto refused = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"}, env);
+  EXPECT_EQ(refused.exit_code, 3);
+  EXPECT_NE(refused.err.find("refused: HTTP 401: unknown authorization token"), std::string::npos)
+      << refused.err;
+}
+
+TEST_F(AwsIdentity, NoCredentialsAtAllIsAConfigurationErrorThatListsTheWays) {
+  const auto result =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "gate"}, without_keys());
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("no AWS credentials: set AWS_ACCESS_KEY_ID"), std::string::npos)
+      << result.err;
+  EXPECT_NE(result.err.find("AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA)"), std::string::npos);
 }

@@ -41,8 +41,9 @@ bool retryable(Kind kind) {
 }  // namespace
 
 DynamoClient::DynamoClient(DynamoOptions options) : options_(std::move(options)) {
-  if (options_.region.empty() || options_.table.empty() || options_.access_key_id.empty() ||
-      options_.secret_access_key.empty())
+  if (options_.region.empty() || options_.table.empty() ||
+      (!options_.credentials &&
+       (options_.access_key_id.empty() || options_.secret_access_key.empty())))
     throw std::invalid_argument("DynamoDB needs a region, a table and credentials");
   url_ = options_.endpoint.empty() ? "https://dynamodb." + options_.region + ".amazonaws.com/"
                                    : options_.endpoint;
@@ -57,9 +58,15 @@ json DynamoClient::call(const std::string& operation, json request) {
   if (!request.contains("TableName") && operation != "ListTables")
     request["TableName"] = options_.table;
   const std::string body = request.dump();
-  const http::AwsSigV4 signing{"aws:amz:" + options_.region + ":dynamodb", options_.access_key_id,
-                               options_.secret_access_key.reveal(),
-                               options_.session_token ? options_.session_token->reveal() : ""};
+  http::AwsSigV4 signing{"aws:amz:" + options_.region + ":dynamodb", options_.access_key_id,
+                         options_.secret_access_key.reveal(),
+                         options_.session_token ? options_.session_token->reveal() : ""};
+  if (options_.credentials) {
+    AwsCredentials current = options_.credentials->get();  // throws DynamoError: gate closed
+    signing.access_key_id = std::move(current.access_key_id);
+    signing.secret_access_key = std::move(current.secret_access_key);
+    signing.session_token = std::move(current.session_token);
+  }
   const std::vector<std::string> headers = {"X-Amz-Target: DynamoDB_20120810." + operation};
   std::chrono::milliseconds backoff = options_.first_backoff;
   for (int attempt = 1;; ++attempt) {
@@ -203,22 +210,64 @@ DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
   options.region = cli::env("AWS_REGION").value_or("");
   options.table = cli::env("DYNAMODB_TABLE").value_or("");
   options.endpoint = cli::env("DYNAMODB_ENDPOINT").value_or("");
-  options.access_key_id = cli::env("AWS_ACCESS_KEY_ID").value_or("");
   options.http.ca_file = ca_file;
   if (options.region.empty()) result.errors.push_back("AWS_REGION is not set");
   if (options.table.empty()) result.errors.push_back("DYNAMODB_TABLE is not set");
-  if (options.access_key_id.empty()) result.errors.push_back("AWS_ACCESS_KEY_ID is not set");
   if (!options.endpoint.empty() && !config::acceptable_token_url(options.endpoint))
     result.errors.push_back("DYNAMODB_ENDPOINT=" + options.endpoint +
                             " must be https:// (or http:// to a loopback host)");
-  if (const auto secret = cli::env("AWS_SECRET_ACCESS_KEY"))
-    options.secret_access_key =
-        config::Secret(*secret, config::Secret::Source::kEnv, "env:AWS_SECRET_ACCESS_KEY");
-  else
-    result.errors.push_back("AWS_SECRET_ACCESS_KEY is not set");
-  if (const auto token = cli::env("AWS_SESSION_TOKEN"))
-    options.session_token =
-        config::Secret(*token, config::Secret::Source::kEnv, "env:AWS_SESSION_TOKEN");
+
+  // Credentials, in the order of the AWS SDKs' default chain: keys in the environment, a web
+  // identity (EKS IRSA), the container endpoint (ECS, Fargate, EKS Pod Identity).
+  const SourceOptions source{.http = options.http};
+  const auto key = cli::env("AWS_ACCESS_KEY_ID");
+  const auto role = cli::env("AWS_ROLE_ARN");
+  const auto token_file = cli::env("AWS_WEB_IDENTITY_TOKEN_FILE");
+  const auto full_uri = cli::env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  const auto relative_uri = cli::env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  if (key) {
+    options.access_key_id = *key;
+    if (const auto secret = cli::env("AWS_SECRET_ACCESS_KEY"))
+      options.secret_access_key =
+          config::Secret(*secret, config::Secret::Source::kEnv, "env:AWS_SECRET_ACCESS_KEY");
+    else
+      result.errors.push_back("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
+    if (const auto token = cli::env("AWS_SESSION_TOKEN"))
+      options.session_token =
+          config::Secret(*token, config::Secret::Source::kEnv, "env:AWS_SESSION_TOKEN");
+  } else if (role || token_file) {
+    if (!role)
+      result.errors.push_back("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
+    if (!token_file)
+      result.errors.push_back("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not");
+    const std::string sts = cli::env("AWS_ENDPOINT_URL_STS")
+                                .value_or("https://sts." + options.region + ".amazonaws.com/");
+    if (!config::acceptable_token_url(sts))
+      result.errors.push_back("AWS_ENDPOINT_URL_STS=" + sts +
+                              " must be https:// (or http:// to a loopback host)");
+    if (role && token_file)
+      options.credentials = web_identity_source(
+          {*role, *token_file, cli::env("AWS_ROLE_SESSION_NAME").value_or("mailsync"), sts},
+          source);
+  } else if (full_uri || relative_uri) {
+    const std::string url = full_uri ? *full_uri : "http://169.254.170.2" + *relative_uri;
+    // The container agents' own addresses (ECS, EKS Pod Identity) or loopback, else https.
+    const bool agent = url.starts_with("http://169.254.170.2/") ||
+                       url.starts_with("http://169.254.170.23/") ||
+                       url.starts_with("http://[fd00:ec2::23]/");
+    if (!agent && !config::acceptable_token_url(url))
+      result.errors.push_back("the container credentials URL " + url +
+                              " must be https://, the ECS/EKS agent's address or loopback");
+    options.credentials =
+        container_source({url, cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN").value_or(""),
+                          cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").value_or("")},
+                         source);
+  } else {
+    result.errors.push_back(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and "
+        "AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), or AWS_CONTAINER_CREDENTIALS_FULL_URI / "
+        "_RELATIVE_URI (ECS, EKS Pod Identity)");
+  }
   if (result.errors.empty()) result.options = std::move(options);
   return result;
 }

@@ -176,9 +176,15 @@ HttpResponse HttpClient::post_form(const std::string& url, const FormFields& fie
   return post(url, "application/x-www-form-urlencoded", form_encode(fields));
 }
 
-HttpResponse HttpClient::get(const std::string& url) {
+HttpResponse HttpClient::get(const std::string& url, const std::vector<std::string>& headers) {
+  struct HeaderList {
+    curl_slist* list = nullptr;
+    ~HeaderList() { curl_slist_free_all(list); }
+  } header_list;
+  for (const auto& header : headers)
+    header_list.list = curl_slist_append(header_list.list, header.c_str());
   curl_easy_setopt(impl_->handle, CURLOPT_HTTPGET, 1L);
-  return impl_->perform(url, nullptr);
+  return impl_->perform(url, header_list.list);
 }
 
 }  // namespace mailsync::http

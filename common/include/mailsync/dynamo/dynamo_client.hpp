@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mailsync/config/secret.hpp"
+#include "mailsync/dynamo/aws_credentials.hpp"
 #include "mailsync/http/http_client.hpp"
 
 // A small DynamoDB client over its JSON API (DynamoDB_20120810), signed with SigV4 by libcurl.
@@ -21,9 +22,12 @@ struct DynamoOptions {
   std::string table;
   std::string
       endpoint;  // empty: https://dynamodb.<region>.amazonaws.com; DYNAMODB_ENDPOINT for local use
+  // Long-lived keys (AWS_ACCESS_KEY_ID ...), or a source of temporary ones (web identity, container
+  // credentials) in `credentials`, which wins when set.
   std::string access_key_id;
   config::Secret secret_access_key;
   std::optional<config::Secret> session_token;
+  std::shared_ptr<CredentialSource> credentials;
   http::HttpOptions http{.connect_timeout = std::chrono::seconds(3),
                          .total_timeout = std::chrono::seconds(10)};
   int attempts = 4;  // throttling, 5xx and network errors

@@ -61,7 +61,7 @@ class HttpClient {
   HttpResponse post(const std::string& url, const std::string& content_type,
                     const std::string& body, const std::vector<std::string>& headers = {},
                     const AwsSigV4* sigv4 = nullptr);
-  HttpResponse get(const std::string& url);
+  HttpResponse get(const std::string& url, const std::vector<std::string>& headers = {});
 
  private:
   struct Impl;
