@@ -399,8 +399,6 @@ struct RouteSync::Impl {
   // A batch fetched and claimed (Postgres, then DynamoDB): ready to APPEND.
   struct Prepared {
     std::vector<Fetched> messages;
-    uint64_t planned_bytes = 0;
-    size_t planned_messages = 0;
     std::vector<const Fetched*> appending;  // claimed here and in DynamoDB
     std::vector<sync::Copied> copied;       // another writer (the old Lambda) copied them
     std::vector<sync::Failure> failures;    // another writer holds the DynamoDB claim
@@ -413,10 +411,8 @@ struct RouteSync::Impl {
   // Fetch and claim one batch. Runs on a second thread while the main thread appends the batch
   // before, so it touches only the Gmail connection, the claim lanes and (locked) the store.
   std::unique_ptr<Prepared> prepare(uint32_t uidvalidity, const std::vector<uint32_t>& uids,
-                                    uint64_t bytes, const std::string& items, bool dedupe) {
+                                    const std::string& items, bool dedupe) {
     auto p = std::make_unique<Prepared>();
-    p->planned_bytes = bytes;
-    p->planned_messages = uids.size();
     BatchSink sink;
     gmail->uid_fetch(sequence_set(uids), items, sink);
     p->messages = std::move(sink.messages);
@@ -754,18 +750,19 @@ struct RouteSync::Impl {
       plan.push_back(std::move(batch));
     }
     auto prepare_batch = [&](size_t b) {
-      return prepare(inbox.uidvalidity, plan[b].uids, plan[b].bytes, items, dedupe);
+      return prepare(inbox.uidvalidity, plan[b].uids, items, dedupe);
     };
     // Pipelined: while batch b is appended and finalized here, batch b + 1 is fetched and claimed
     // on a second thread (the Gmail connection, the claim lanes), so the claims' round trips hide
     // behind the APPEND. Two batches of normal size at most are in memory; a batch holding one
     // message larger than batch_bytes is never overlapped with another.
     std::future<std::unique_ptr<Prepared>> next;
-    auto settle_next = [&](bool give_back) {
+    // A batch prepared ahead that will not be appended (the run failed or stops): its claims are
+    // given back.
+    auto settle_next = [&] {
       if (!next.valid()) return;
       try {
-        auto prepared = next.get();
-        if (give_back) abandon(inbox.uidvalidity, *prepared);
+        abandon(inbox.uidvalidity, *next.get());
       } catch (const std::exception& e) {
         log(spdlog::level::warn, std::string("the next batch, prepared meanwhile, failed too: ") +
                                      e.what() +
@@ -780,7 +777,7 @@ struct RouteSync::Impl {
           const log::ContextScope scope(context);
           return prepare_batch(b + 1);
         });
-      const uint64_t bytes = current->planned_bytes;
+      const uint64_t bytes = plan[b].bytes;
       stats.fetched += static_cast<int>(current->messages.size());
       stats.skipped += current->skipped;
       report.would_copy.insert(report.would_copy.end(), current->would_copy.begin(),
@@ -789,11 +786,11 @@ struct RouteSync::Impl {
       try {
         done = commit(inbox.uidvalidity, *current);
       } catch (...) {
-        settle_next(/*give_back=*/true);
+        settle_next();
         throw;
       }
       handled.insert(done.begin(), done.end());
-      done_messages += current->planned_messages;
+      done_messages += plan[b].uids.size();
       done_bytes += bytes;
       // Progress of a run with more to do: in the database (for `mailsync status`) after the
       // first batch and every 5 s, in the log every 10 s.
@@ -839,11 +836,11 @@ struct RouteSync::Impl {
         mark = std::max(mark, candidates[mark_at++]);
       if (mark > 0) set_watermark(inbox.uidvalidity, mark);
       current->phases.mark("watermark");
-      log(spdlog::level::debug, "batch of " + std::to_string(current->planned_messages) + " (" +
+      log(spdlog::level::debug, "batch of " + std::to_string(plan[b].uids.size()) + " (" +
                                     std::to_string(bytes) + " bytes): " + current->phases.text);
       stopped = cancel.load();
     }
-    settle_next(/*give_back=*/true);  // stopped with a batch claimed but not appended
+    settle_next();  // stopped with a batch claimed but not appended
     if (candidates.empty() && (floor > 0 || !watermark)) set_watermark(inbox.uidvalidity, floor);
     if (stopped) {
       report.result =
@@ -884,14 +881,15 @@ RouteSync::RouteSync(const config::Settings& settings, const config::Route& rout
       gmail_pool_(gmail) {}
 
 SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
+  const std::string key = route_.key();
   // Inside a worker the job's context is in place already; run-once gets a run id here.
   const log::ContextScope log_context(
-      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, route_.key()});
-  Impl impl{*this, job_id, cancel, route_.key(), {}, {}, nullptr, nullptr, true, 0, {}};
+      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, key});
+  Impl impl{*this, job_id, cancel, key, {}, {}, nullptr, nullptr, true, 0, {}};
   auto finish = [&](SyncReport report) {
     if (impl.progress_written) {
       try {
-        store_.clear_progress(impl.key);
+        store_.clear_progress(key);
       } catch (const std::exception&) {
         // the row stops showing by itself after two minutes (sql/0004)
       }
@@ -904,7 +902,13 @@ SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
       impl.gmail->logout();
     return report;
   };
-  const std::string key = route_.key();
+  // The route stops until a person renews its credentials (`mailsync resume` clears it).
+  auto stop_for_auth = [&](const std::string& why) {
+    store_.set_auth_required(key, why);
+    metrics::get().routes_set_auth_required.Increment();
+    impl.report.result = JobResult::cancelled("auth_required: " + why);
+    return finish(std::move(impl.report));
+  };
   auto fail = [&](const std::string& outcome, const std::string& error, JobResult result) {
     try {
       if (!options_.dry_run) store_.set_outcome(key, outcome, error, false);
@@ -923,20 +927,12 @@ SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
     return fail("gate_unavailable", e.what(),
                 JobResult::failed(std::string("gate unavailable: ") + e.what()));
   } catch (const oauth::AuthRequired& e) {
-    store_.set_auth_required(key, e.what());
-    metrics::get().routes_set_auth_required.Increment();
     log::event(spdlog::level::err, std::string("route_sync auth_required: ") + e.what(),
                impl.counts("auth_required"));
-    impl.report.result = JobResult::cancelled(std::string("auth_required: ") + e.what());
-    return finish(std::move(impl.report));
+    return stop_for_auth(e.what());
   } catch (const AuthFailure& e) {
     const bool folder = std::string(e.what()).find("create_folder") != std::string::npos;
-    if (!folder) {
-      store_.set_auth_required(key, e.what());
-      metrics::get().routes_set_auth_required.Increment();
-      impl.report.result = JobResult::cancelled(std::string("auth_required: ") + e.what());
-      return finish(std::move(impl.report));
-    }
+    if (!folder) return stop_for_auth(e.what());
     return fail("failed", e.what(), JobResult::dead(e.what()));
   } catch (const oauth::TokenUnavailable& e) {
     return fail("failed", e.what(), JobResult::failed(e.what()));
