@@ -24,6 +24,7 @@
 #include "support/corpus.hpp"
 #include "support/cut_proxy.hpp"
 #include "support/process.hpp"
+#include "support/prometheus_text.hpp"
 #include "support/stack.hpp"
 #include "support/test_database.hpp"
 #include "support/wait_for.hpp"
@@ -31,6 +32,7 @@
 namespace {
 
 using namespace mailsync;
+using mailsync::testing::metric_value;
 using mailsync::testing::Server;
 using mailsync::testing::stack_env;
 
@@ -548,11 +550,6 @@ TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDe
 }  // namespace
 
 // ---- what an operator sees: logs, metrics, health, progress -----------------------------------
-
-double metric_value(const std::string& exposition, const std::string& series) {
-  const auto at = exposition.find("\n" + series + " ");
-  return at == std::string::npos ? -1 : std::stod(exposition.substr(at + series.size() + 2));
-}
 
 TEST_F(RouteSyncTest, AWorkerLogsJsonLinesAndItsMetricsAndHealthEndpointsFollowTheSync) {
   const auto sent = seed_many(*gmail_as(user_), 450, "obs");

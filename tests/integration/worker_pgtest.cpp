@@ -15,6 +15,7 @@
 #include "mailsync/queue/worker_pool.hpp"
 #include "scheduler.hpp"
 #include "support/process.hpp"
+#include "support/prometheus_text.hpp"
 #include "support/test_database.hpp"
 #include "support/wait_for.hpp"
 
@@ -22,6 +23,7 @@ namespace {
 
 using namespace mailsync::queue;
 using mailsync::testing::ChildProcess;
+using mailsync::testing::metric_value;
 using mailsync::testing::run_process;
 using mailsync::testing::wait_for;
 using std::chrono::milliseconds;
@@ -347,11 +349,6 @@ TEST_F(Scheduling, AdminCommandsRetryAndDiscardDeadJobs) {
 
 // ---- what the scheduler's metrics endpoint shows -----------------------------------------------
 
-double metric(const std::string& exposition, const std::string& series) {
-  const auto at = exposition.find("\n" + series + " ");
-  return at == std::string::npos ? -1 : std::stod(exposition.substr(at + series.size() + 2));
-}
-
 TEST_F(Scheduling, TheSchedulersMetricsShowTheQueueAndRoutesThatNeedAPerson) {
   mailsync::scheduler::Scheduler(scheduler_config(), routes_).run_once(true);
   db_.execute("UPDATE mailsync.jobs SET run_at = now() - interval '90 seconds'");
@@ -362,17 +359,17 @@ TEST_F(Scheduling, TheSchedulersMetricsShowTheQueueAndRoutesThatNeedAPerson) {
   const std::string base = "http://127.0.0.1:" + std::to_string(server->port());
   mailsync::http::HttpClient http;
   std::string body = http.get(base + "/metrics").body;
-  EXPECT_EQ(metric(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 3) << body;
-  EXPECT_EQ(metric(body, R"(mailsync_jobs{kind="route_sync",state="available"})"), 3) << body;
-  EXPECT_GE(metric(body, "mailsync_queue_oldest_due_age_seconds"), 90);
-  EXPECT_EQ(metric(body, "mailsync_routes_auth_required"), 1);
+  EXPECT_EQ(metric_value(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 3) << body;
+  EXPECT_EQ(metric_value(body, R"(mailsync_jobs{kind="route_sync",state="available"})"), 3) << body;
+  EXPECT_GE(metric_value(body, "mailsync_queue_oldest_due_age_seconds"), 90);
+  EXPECT_EQ(metric_value(body, "mailsync_routes_auth_required"), 1);
   EXPECT_EQ(http.get(base + "/readyz").status, 200);
 
   // The workers take the jobs: the gauges follow at the next scrape.
   db_.execute("DELETE FROM mailsync.jobs");
   body = http.get(base + "/metrics").body;
-  EXPECT_EQ(metric(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 0) << body;
-  EXPECT_EQ(metric(body, "mailsync_queue_oldest_due_age_seconds"), 0);
+  EXPECT_EQ(metric_value(body, R"(mailsync_queue_due_jobs{kind="route_sync"})"), 0) << body;
+  EXPECT_EQ(metric_value(body, "mailsync_queue_oldest_due_age_seconds"), 0);
 }
 
 TEST_F(Scheduling, ReadyzNamesAnUnreachableDatabaseOrAClosedGate) {

@@ -6,10 +6,12 @@
 
 #include "mailsync/http/http_client.hpp"
 #include "mailsync/metrics.hpp"
+#include "support/prometheus_text.hpp"
 
 namespace {
 
 using namespace mailsync;
+using mailsync::testing::metric_value;
 
 std::string url(const metrics::Server& server, const std::string& path) {
   return "http://127.0.0.1:" + std::to_string(server.port()) + path;
@@ -32,10 +34,9 @@ TEST(MetricsServer, HealthzAnswersAndMetricsShowCountersMoving) {
             std::string::npos);
   counter.Increment(3);
   const auto second = http.get(url(server, "/metrics"));
-  const std::string line = "mailsync_message_failures_total{reason=\"metrics_test\"} ";
-  const auto at = second.body.find(line);
-  ASSERT_NE(at, std::string::npos) << second.body;
-  EXPECT_EQ(std::stod(second.body.substr(at + line.size())), before + 3);
+  EXPECT_EQ(metric_value(second.body, R"(mailsync_message_failures_total{reason="metrics_test"})"),
+            before + 3)
+      << second.body;
   EXPECT_EQ(http.get(url(server, "/nothing")).status, 404);
 }
 
