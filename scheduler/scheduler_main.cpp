@@ -88,17 +88,11 @@ int main(int argc, char** argv) {
       return exit_code::kOk;
     }
     std::unique_ptr<metrics::Server> metrics_server;
-    if (vm.count("metrics-port")) {
-      try {
-        metrics_server = health::serve(
-            vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
-            {"mailsync-scheduler", config.database_url, std::nullopt, /*queue_gauges=*/true});
-        spdlog::info("metrics, /healthz and /readyz on port {}", metrics_server->port());
-      } catch (const std::runtime_error& e) {
-        std::cerr << "mailsync-scheduler: " << e.what() << "\n";
-        return exit_code::kUsage;
-      }
-    }
+    if (vm.count("metrics-port") &&
+        !(metrics_server = health::serve_or_report(
+              vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
+              {"mailsync-scheduler", config.database_url, std::nullopt, /*queue_gauges=*/true})))
+      return exit_code::kUsage;
     cli::on_stop_signals([](void* s) { static_cast<scheduler::Scheduler*>(s)->stop(); },
                          &scheduler);
     scheduler.run();

@@ -151,17 +151,11 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<metrics::Server> metrics_server;
-  if (vm.count("metrics-port")) {
-    try {
-      metrics_server =
-          health::serve(vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
-                        {"mailsync-worker", config.database_url, dynamo_options});
-      spdlog::info("metrics, /healthz and /readyz on port {}", metrics_server->port());
-    } catch (const std::runtime_error& e) {
-      std::cerr << "mailsync-worker: " << e.what() << "\n";
-      return exit_code::kUsage;
-    }
-  }
+  if (vm.count("metrics-port") &&
+      !(metrics_server = health::serve_or_report(
+            vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
+            {"mailsync-worker", config.database_url, dynamo_options})))
+    return exit_code::kUsage;
 
   try {
     queue::WorkerPool pool(config, std::move(handlers));

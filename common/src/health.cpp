@@ -1,5 +1,8 @@
 #include "mailsync/health.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <iostream>
 #include <mutex>
 #include <set>
 
@@ -92,6 +95,19 @@ std::unique_ptr<metrics::Server> serve(const std::string& address, unsigned port
   options.ready = [probe] { return probe->ready(); };
   if (gauges) options.before_scrape = [probe] { probe->refresh_gauges(); };
   return std::make_unique<metrics::Server>(std::move(options));
+}
+
+std::unique_ptr<metrics::Server> serve_or_report(const std::string& address, unsigned port,
+                                                 Checks checks) {
+  const std::string program = checks.program;
+  try {
+    auto server = serve(address, port, std::move(checks));
+    spdlog::info("metrics, /healthz and /readyz on port {}", server->port());
+    return server;
+  } catch (const std::runtime_error& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return nullptr;
+  }
 }
 
 }  // namespace mailsync::health

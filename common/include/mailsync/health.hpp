@@ -22,4 +22,9 @@ struct Checks {
 // Starts the HTTP server; throws std::runtime_error when it cannot listen.
 std::unique_ptr<metrics::Server> serve(const std::string& address, unsigned port, Checks checks);
 
+// For an executable's --metrics-port: serve() and log the port, or say why not on stderr
+// ("mailsync-worker: cannot serve metrics on ...") and return null (the caller exits 2).
+std::unique_ptr<metrics::Server> serve_or_report(const std::string& address, unsigned port,
+                                                 Checks checks);
+
 }  // namespace mailsync::health
