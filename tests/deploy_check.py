@@ -10,7 +10,7 @@
 - Grafana: the dashboard is valid JSON; every SQL query in it and every ```sql block of README.md
   runs on a freshly migrated database; every metric it graphs is one the code exports.
 
-  tests/deploy_check.py --mailsync build/debug/scheduler/mailsync   (MAILSYNC_DATABASE_URL set)
+  tests/deploy_check.py --mailsync build/debug/admin/mailsync   (MAILSYNC_DATABASE_URL set)
 """
 import argparse
 import json

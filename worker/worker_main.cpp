@@ -15,8 +15,8 @@
 #include "mailsync/log.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/worker_pool.hpp"
+#include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/sync_store.hpp"
-#include "route_sync.hpp"
 
 namespace po = boost::program_options;
 using namespace mailsync;
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   std::optional<config::Config> loaded;
   std::optional<dynamo::DynamoOptions> dynamo_options;
   std::unique_ptr<oauth::TokenProvider> tokens;
-  std::unique_ptr<worker::ImapPool> outlook, gmail;
+  std::unique_ptr<sync::ImapPool> outlook, gmail;
   std::map<std::string, const config::Route*> routes;
   if (kinds.contains(queue::kRouteSyncKind)) {
     loaded = config::load_config(config::Needs::kSecrets);
@@ -111,13 +111,13 @@ int main(int argc, char** argv) {
     for (const auto& route : loaded->routes) routes[route.key()] = &route;
     tokens = std::make_unique<oauth::TokenProvider>(
         oauth::TokenProviderOptions{.http = {.ca_file = loaded->settings.tls_ca_file}});
-    outlook = std::make_unique<worker::ImapPool>([&] {
+    outlook = std::make_unique<sync::ImapPool>([&] {
       return imap::Client::connect(
-          worker::imap_options(loaded->settings, loaded->settings.outlook_imap));
+          sync::imap_options(loaded->settings, loaded->settings.outlook_imap));
     });
-    gmail = std::make_unique<worker::ImapPool>([&] {
+    gmail = std::make_unique<sync::ImapPool>([&] {
       return imap::Client::connect(
-          worker::imap_options(loaded->settings, loaded->settings.gmail_imap));
+          sync::imap_options(loaded->settings, loaded->settings.gmail_imap));
     });
     queue::KindConfig route_sync;
     route_sync.record_attempts = true;
@@ -135,8 +135,8 @@ int main(int argc, char** argv) {
           store =
               sync::make_pg_sync_store(loaded->settings.database_url, "mailsync-worker route_sync");
         if (!dynamo_client) dynamo_client = std::make_unique<dynamo::DynamoClient>(*dynamo_options);
-        worker::RouteSync sync(loaded->settings, *found->second, *tokens, *store, *dynamo_client,
-                               *outlook, {}, gmail.get());
+        sync::LiveRouteSync sync(loaded->settings, *found->second, *tokens, *store, *dynamo_client,
+                                 *outlook, {}, gmail.get());
         return sync.run(context.job.id, context.cancel_flag).result;
       } catch (const postgres::DatabaseUnavailable&) {
         store.reset();  // reconnect on the next job

@@ -36,7 +36,7 @@ trap 'stop_postgres "$dir/pg"; rm -rf "$dir"' EXIT
 start_postgres "$dir/pg" "$port" durable
 base="postgresql://postgres@127.0.0.1:$port"
 psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE mailsync_bench" -c "CREATE DATABASE graphile_bench"
-MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/scheduler/mailsync" migrate >/dev/null
+MAILSYNC_DATABASE_URL=$base/mailsync_bench "$bin/admin/mailsync" migrate >/dev/null
 node -e "require('graphile-worker').runMigrations({connectionString: '$base/graphile_bench'}).then(() => process.exit(0))"
 echo "postgres 15 durable (fsync on, synchronous_commit on); N=$N jobs, $P processes x $C; $ROUNDS rounds" >&2
 

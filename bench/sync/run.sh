@@ -27,8 +27,8 @@ trap 'stop_postgres "$work/pg"; "$root/deploy/local/down.sh" "$stack" >/dev/null
 start_postgres "$work/pg" "$durable_port" durable
 psql -q -h 127.0.0.1 -p "$durable_port" -U postgres -c "CREATE DATABASE bench"
 export MAILSYNC_DATABASE_URL="postgresql://postgres@127.0.0.1:$durable_port/bench" LOG_LEVEL=warn
-"$bin/scheduler/mailsync" migrate >/dev/null
-"$bin/scheduler/mailsync" dynamo create-table >/dev/null
+"$bin/admin/mailsync" migrate >/dev/null
+"$bin/admin/mailsync" dynamo create-table >/dev/null
 
 token() {  # PROVIDER_URL CLIENT_ID SECRET REFRESH
   curl -s --data-urlencode grant_type=refresh_token --data-urlencode "client_id=$2" --data-urlencode "client_secret=$3" \
@@ -96,7 +96,7 @@ timed() { local start; start=$(now_ms); "$@" >/dev/null; echo $(($(now_ms) - sta
 m_rates=() s_rates=() d_cpu=()
 for round in $(seq "$ROUNDS"); do
   d0=$(dynalite_ticks)
-  m_ms=$(SYNC_ROUTES_JSON=$(routes "BenchM$round") timed "$bin/scheduler/mailsync" run-once)
+  m_ms=$(SYNC_ROUTES_JSON=$(routes "BenchM$round") timed "$bin/admin/mailsync" run-once)
   d_cpu+=($((($(dynalite_ticks) - d0) * 1000000 / $(getconf CLK_TCK) / COUNT)))  # µs per message
   mbsync_config "BenchS$round"
   s_ms=$(timed mbsync -q -c "$work/mbsync-BenchS$round/rc" bench)
@@ -109,7 +109,7 @@ python3 "$root/deploy/local/compare_mail.py" <(printf '[{"gmail_email": "%s", "o
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 m=$(median "${m_rates[@]}")
 s=$(median "${s_rates[@]}")
-m_idle=$(SYNC_ROUTES_JSON=$(routes BenchM1) timed "$bin/scheduler/mailsync" run-once)
+m_idle=$(SYNC_ROUTES_JSON=$(routes BenchM1) timed "$bin/admin/mailsync" run-once)
 s_idle=$(timed mbsync -q -c "$work/mbsync-BenchS1/rc" bench)
 # An idle route's job inside a running worker (tokens cached, connections pooled): the normal
 # case every five minutes. Three cycles; the last job's duration from the attempt history.
@@ -117,7 +117,7 @@ export SYNC_ROUTES_JSON=$(routes BenchM1)
 "$bin/worker/mailsync-worker" --concurrency 1 2>"$work/worker.log" &
 worker=$!
 for cycle in 1 2 3; do
-  "$bin/scheduler/mailsync" enqueue --all >/dev/null
+  "$bin/admin/mailsync" enqueue --all >/dev/null
   until [[ $(psql -tA "$MAILSYNC_DATABASE_URL" -c "SELECT count(*) FROM mailsync.job_attempts WHERE route_key LIKE '%BenchM1'") == "$cycle" ]]; do
     sleep 0.05
   done
@@ -140,7 +140,7 @@ m = imaplib.IMAP4_SSL(os.environ["GMAIL_IMAP_HOST"], int(os.environ["GMAIL_IMAP_
 m.login(sys.argv[2], os.environ["MAILSYNC_STACK_IMAP_PASSWORD"])
 m.append("INBOX", None, None, open(sys.argv[1], "rb").read())
 PY
-rss=$(SYNC_ROUTES_JSON=$(routes BenchRss) python3 "$root/bench/sync/peak_rss.py" "$bin/scheduler/mailsync" run-once 2>&1 >/dev/null |
+rss=$(SYNC_ROUTES_JSON=$(routes BenchRss) python3 "$root/bench/sync/peak_rss.py" "$bin/admin/mailsync" run-once 2>&1 >/dev/null |
   sed -n 's/^peak_rss_kb=//p')
 
 echo "mbsync_msgs_per_s=$s"

@@ -19,7 +19,6 @@ std::string usage(const Program& program) {
   for (const Command& command : program.commands) {
     text += "  " + std::string(command.synopsis) +
             std::string(width - command.synopsis.size() + 2, ' ') + std::string(command.summary);
-    if (!command.run) text += " (not built yet)";
     text += "\n";
   }
   text += "\nRun '" + std::string(program.name) + " <command> --help' for a command's options.\n";
@@ -44,16 +43,9 @@ int dispatch(const Program& program, int argc, char** argv) {
   }
   for (const Command& command : program.commands) {
     if (command.name != first) continue;
-    if (!command.run) return not_built(std::string(program.name) + " " + first, "this command");
     return command.run(std::span<const std::string>(args).subspan(1));
   }
   std::cerr << program.name << ": unknown command '" << first << "'\n\n" << usage(program);
-  return exit_code::kUsage;
-}
-
-int not_built(std::string_view program, std::string_view what) {
-  std::cerr << program << ": " << what << " is not built yet in " << version_line()
-            << "; see the project's open issues\n";
   return exit_code::kUsage;
 }
 

@@ -18,7 +18,7 @@ deploy/local/install-deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --target mailsync mailsync-worker mailsync-scheduler >/dev/null
 bin=$root/build/release
-export PATH=$bin/scheduler:$bin/worker:$PATH
+export PATH=$bin/admin:$bin/scheduler:$bin/worker:$PATH
 
 say "2. Starting the local stack (PostgreSQL, dynalite, Dovecot x2, OAuth emulator)"
 stack=$(deploy/local/up.sh 2>/dev/null)

@@ -19,8 +19,9 @@
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/route_store.hpp"
+#include "mailsync/sync/live_route_sync.hpp"
+#include "mailsync/sync/message_retry.hpp"
 #include "mailsync/util/sha256.hpp"
-#include "route_sync.hpp"
 #include "support/corpus.hpp"
 #include "support/cut_proxy.hpp"
 #include "support/process.hpp"
@@ -116,8 +117,9 @@ class RouteSyncTest : public ::testing::Test {
     return route;
   }
 
-  worker::SyncReport run(const config::Route& route, dynamo::DynamoClient* dynamo = nullptr) {
-    worker::RouteSync sync(settings_, route, tokens_, *store_, dynamo ? *dynamo : *dynamo_, pool_);
+  sync::SyncReport run(const config::Route& route, dynamo::DynamoClient* dynamo = nullptr) {
+    sync::LiveRouteSync sync(settings_, route, tokens_, *store_, dynamo ? *dynamo : *dynamo_,
+                             pool_);
     return sync.run(1, never_);
   }
   std::unique_ptr<imap::Client> gmail_as(const std::string& user) {
@@ -155,8 +157,8 @@ class RouteSyncTest : public ::testing::Test {
   std::unique_ptr<dynamo::DynamoClient> dynamo_;
   std::unique_ptr<sync::SyncStore> store_;
   oauth::TokenProvider tokens_{{.http = {.ca_file = stack_env("MAILSYNC_TLS_CA_FILE")}}};
-  worker::OutlookPool pool_{[this] {
-    return imap::Client::connect(worker::imap_options(settings_, settings_.outlook_imap));
+  sync::ImapPool pool_{[this] {
+    return imap::Client::connect(sync::imap_options(settings_, settings_.outlook_imap));
   }};
   const std::atomic<bool> never_{false};
 };
@@ -181,7 +183,7 @@ TEST_F(RouteSyncTest,
   sent.insert(seed(mailsync::testing::message("Message-ID: <large@x>\r\n", large)));
   const auto source_before = read_folder(*gmail_as(user_), "INBOX");
 
-  const worker::SyncReport first = run(route_);
+  const sync::SyncReport first = run(route_);
   ASSERT_EQ(first.result.outcome, queue::Outcome::kSucceeded) << first.result.error;
   EXPECT_EQ(first.result.stats.appended, static_cast<int>(sent.size()));
 
@@ -200,7 +202,7 @@ TEST_F(RouteSyncTest,
   for (size_t i = 0; i < source_after.size(); ++i)
     EXPECT_EQ(source_after[i].flags, source_before[i].flags);
 
-  const worker::SyncReport second = run(route_);
+  const sync::SyncReport second = run(route_);
   EXPECT_EQ(second.result.outcome, queue::Outcome::kSucceeded);
   EXPECT_EQ(second.result.stats.appended, 0);
   EXPECT_EQ(read_folder(*destination, route_.target_folder).size(), copied.size())
@@ -224,7 +226,7 @@ TEST_F(RouteSyncTest, AChangedUidvalidityCopiesOnlyTheNewMessages) {
   db_.execute("UPDATE mailsync.watermarks SET uidvalidity = uidvalidity + 1");
   seed(mailsync::testing::message("Message-ID: <new1@x>\r\n", "new\r\n"));
   seed(mailsync::testing::message("Message-ID: <new2@x>\r\n", "new\r\n"));
-  const worker::SyncReport report = run(route_);
+  const sync::SyncReport report = run(route_);
   ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
   EXPECT_EQ(report.result.stats.appended, 2);
   EXPECT_EQ(report.result.stats.skipped, 6);
@@ -239,7 +241,7 @@ TEST_F(RouteSyncTest, AClosedGateStopsTheRunBeforeAnyImapLogin) {
   dynamo::DynamoClient unreachable(closed);
   const std::string log = stack_env("MAILSYNC_STACK_GMAIL_LOG");
   const auto size_before = std::filesystem::file_size(log);
-  const worker::SyncReport report = run(route_, &unreachable);
+  const sync::SyncReport report = run(route_, &unreachable);
   EXPECT_EQ(report.result.outcome, queue::Outcome::kFailed);
   EXPECT_NE(report.result.error.find("gate unavailable"), std::string::npos) << report.result.error;
   std::ifstream in(log);
@@ -260,7 +262,7 @@ TEST_F(RouteSyncTest, ARouteWithARevokedTokenNeedsAuthAndAnotherRouteGoesOn) {
   mailsync::testing::emulator_admin(
       "/admin/revoke",
       nlohmann::json{{"refresh_token", route_.gmail_refresh_token->reveal()}}.dump());
-  const worker::SyncReport broken = run(route_);
+  const sync::SyncReport broken = run(route_);
   EXPECT_EQ(broken.result.outcome, queue::Outcome::kCancelled);
   EXPECT_NE(broken.result.error.find("mailsync auth gmail"), std::string::npos)
       << broken.result.error;
@@ -297,7 +299,7 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
   destination->create(route_.target_folder);
   destination->append(route_.target_folder, {appended});
 
-  const worker::SyncReport report = run(route_);
+  const sync::SyncReport report = run(route_);
   ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
   const auto copied = read_folder(*destination, route_.target_folder);
   EXPECT_EQ(hashes(copied), (std::multiset<std::string>{util::Sha256::hex_of(appended),
@@ -308,7 +310,7 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
 TEST_F(RouteSyncTest, AMissingFolderWithoutCreateFolderIsAClearPermanentError) {
   seed(mailsync::testing::message("Message-ID: <nofolder@x>\r\n", "x\r\n"));
   route_.create_folder = false;
-  const worker::SyncReport report = run(route_);
+  const sync::SyncReport report = run(route_);
   EXPECT_EQ(report.result.outcome, queue::Outcome::kDead);
   EXPECT_NE(
       report.result.error.find("does not exist in the destination and create_folder is false"),
@@ -329,8 +331,8 @@ TEST_F(RouteSyncTest, MarkSeenCopiesMessagesAsRead) {
 
 TEST_F(RouteSyncTest, ADryRunListsAndCopiesNothing) {
   seed(mailsync::testing::message("Message-ID: <dry@x>\r\n", "x\r\n"));
-  worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, {.dry_run = true});
-  const worker::SyncReport report = sync.run(1, never_);
+  sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, {.dry_run = true});
+  const sync::SyncReport report = sync.run(1, never_);
   ASSERT_EQ(report.would_copy.size(), 1u);
   EXPECT_NE(report.would_copy[0].find("<dry@x>"), std::string::npos);
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims"), "0");
@@ -386,11 +388,10 @@ TEST_F(RouteSyncTest, TheDestinationDroppingTheConnectionMidAppendLosesAndDuplic
   mailsync::testing::CutProxy proxy(settings_.outlook_imap.port, 400'000);
   config::Settings via_proxy = settings_;
   via_proxy.outlook_imap.port = proxy.port();
-  worker::ImapPool proxied([&] {
-    return imap::Client::connect(worker::imap_options(via_proxy, via_proxy.outlook_imap));
-  });
-  const worker::SyncReport cut =
-      worker::RouteSync(via_proxy, route_, tokens_, *store_, *dynamo_, proxied).run(1, never_);
+  sync::ImapPool proxied(
+      [&] { return imap::Client::connect(sync::imap_options(via_proxy, via_proxy.outlook_imap)); });
+  const sync::SyncReport cut =
+      sync::LiveRouteSync(via_proxy, route_, tokens_, *store_, *dynamo_, proxied).run(1, never_);
   EXPECT_TRUE(proxy.cut());
   EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed)
       << "a dropped connection is retried later, not dead";
@@ -398,7 +399,7 @@ TEST_F(RouteSyncTest, TheDestinationDroppingTheConnectionMidAppendLosesAndDuplic
             "0")
       << "the interrupted batch should be left PENDING for reconciliation";
 
-  const worker::SyncReport recovered = run(route_);
+  const sync::SyncReport recovered = run(route_);
   ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
       << "lost or duplicated after the drop";
@@ -423,7 +424,7 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
       << "the worker finished before it was killed: nothing was interrupted";
 
   // The next job (after the lease expired) picks up where the killed one stopped.
-  const worker::SyncReport recovered = run(route_);
+  const sync::SyncReport recovered = run(route_);
   ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
       << "lost or duplicated after kill -9";
@@ -444,15 +445,15 @@ TEST_F(RouteSyncTest, PostgresGoingAwayMidSyncLosesAndDuplicatesNothing) {
       url.substr(0, port_at) + std::to_string(proxy.port()) + url.substr(url.find('/', port_at));
   auto fragile_store = sync::make_pg_sync_store(via_proxy, "route_sync test via proxy");
   try {
-    const worker::SyncReport cut =
-        worker::RouteSync(settings_, route_, tokens_, *fragile_store, *dynamo_, pool_)
+    const sync::SyncReport cut =
+        sync::LiveRouteSync(settings_, route_, tokens_, *fragile_store, *dynamo_, pool_)
             .run(1, never_);
     EXPECT_NE(cut.result.outcome, queue::Outcome::kSucceeded);
   } catch (const postgres::DatabaseUnavailable&) {
     // what the worker sees: it reconnects and the job runs again
   }
   EXPECT_TRUE(proxy.cut());
-  const worker::SyncReport recovered = run(route_);
+  const sync::SyncReport recovered = run(route_);
   ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
       << "lost or duplicated after the database went";
@@ -471,10 +472,10 @@ TEST_F(RouteSyncTest, DynamoDbGoingAwayMidSyncLosesAndDuplicatesNothing) {
   via_proxy.endpoint = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/";
   via_proxy.attempts = 1;
   dynamo::DynamoClient fragile(via_proxy);
-  const worker::SyncReport cut = run(route_, &fragile);
+  const sync::SyncReport cut = run(route_, &fragile);
   EXPECT_TRUE(proxy.cut());
   EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed) << "DynamoDB unreachable: retried later";
-  const worker::SyncReport recovered = run(route_);
+  const sync::SyncReport recovered = run(route_);
   ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
       << "lost or duplicated after DynamoDB went";
@@ -490,7 +491,7 @@ TEST_F(RouteSyncTest,
   const std::string huge_sha = seed(huge);
   seed(mailsync::testing::message("Message-ID: <after@x>\r\n", "x\r\n"));
 
-  const worker::SyncReport report = run(route_);
+  const sync::SyncReport report = run(route_);
   ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
   EXPECT_EQ(report.result.stats.appended, 2);
   EXPECT_EQ(report.result.stats.failed, 1);
@@ -507,7 +508,7 @@ TEST_F(RouteSyncTest,
   // Invariant 4: a recorded failure does not hold the watermark back; permanent ones are not
   // retried.
   EXPECT_EQ(db_.query_value("SELECT last_uid FROM mailsync.watermarks"), "3");
-  const worker::SyncReport again = run(route_);
+  const sync::SyncReport again = run(route_);
   EXPECT_EQ(again.result.stats.fetched, 0);
   EXPECT_EQ(db_.query_value("SELECT refused_messages FROM mailsync.route_status"), "1")
       << "status keeps showing the refused message after later clean runs";
@@ -629,12 +630,12 @@ TEST_F(RouteSyncTest, AWorkerLogsJsonLinesAndItsMetricsAndHealthEndpointsFollowT
 TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {
   seed_many(*gmail_as(user_), 120, "progress");
   store_->ensure_route(route_);
-  worker::SyncOptions options;
+  sync::SyncOptions options;
   options.batch_messages = 10;
-  std::optional<worker::SyncReport> report;
+  std::optional<sync::SyncReport> report;
   std::atomic<bool> finished{false};
   std::thread runner([&] {
-    worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
+    sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
     report = sync.run(1, never_);
     finished = true;
   });
@@ -660,29 +661,24 @@ TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {
   EXPECT_NE(status.out.find("PROGRESS"), std::string::npos) << status.out;
 }
 
-TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndWaitsLongerEachTime) {
+// The schedule itself is sync::next_message_retry_at (unit-tested); the store counts the failures
+// and keeps the time the run computed from that count.
+TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndStoredWithTheRetryTheRunComputed) {
   store_->ensure_route(route_);
   const auto now = std::chrono::system_clock::now();
-  const sync::Failure throttled{7,
-                                "throttled",
-                                "NO [THROTTLED] slow down",
-                                false,
-                                now + std::chrono::minutes(1),
-                                std::string("<t@x>"),
-                                100};
+  sync::Failure throttled{
+      7, "throttled", "NO [THROTTLED] slow down", false, now, std::string("<t@x>"), 100};
   const std::string wait =
       "SELECT round(extract(epoch FROM next_retry_at - now()) / 60) FROM mailsync.failures";
-  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 0);
-  EXPECT_EQ(db_.query_value(wait), "1");
-  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 1);
-  EXPECT_EQ(db_.query_value(wait), "2");
-  EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), 2);
-  EXPECT_EQ(db_.query_value(wait), "4");
-  // The server asking for longer wins over the doubling.
-  sync::Failure slower = throttled;
-  slower.next_retry_at = now + std::chrono::minutes(30);
-  EXPECT_EQ(store_->record_failures(route_.key(), 1, {slower}).at(7), 3);
-  EXPECT_EQ(db_.query_value(wait), "30");
+  EXPECT_TRUE(store_->failure_retry_counts(route_.key(), 1, {7}).empty());
+  for (int n = 0; n < 4; ++n) {
+    const auto before = store_->failure_retry_counts(route_.key(), 1, {7});
+    const int count = before.contains(7) ? before.at(7) + 1 : 0;
+    EXPECT_EQ(count, n);
+    throttled.next_retry_at = sync::next_message_retry_at(now, count);
+    EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), n);
+    EXPECT_EQ(db_.query_value(wait), std::to_string(1 << n)) << "retry " << n;
+  }
   // Refused for good: never retried, whatever came before.
   sync::Failure refused = throttled;
   refused.permanent = true;
@@ -695,13 +691,13 @@ TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndWaitsLongerEachTime)
 TEST_F(RouteSyncTest, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNextRunFinishes) {
   const auto sent = seed_many(*gmail_as(user_), 200, "stop");
   store_->ensure_route(route_);
-  worker::SyncOptions options;
+  sync::SyncOptions options;
   options.batch_messages = 10;
   std::atomic<bool> cancel{false};
-  std::optional<worker::SyncReport> report;
+  std::optional<sync::SyncReport> report;
   std::atomic<bool> finished{false};
   std::thread runner([&] {
-    worker::RouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
+    sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
     report = sync.run(1, cancel);
     finished = true;
   });
@@ -722,7 +718,7 @@ TEST_F(RouteSyncTest, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNext
   EXPECT_EQ(dynamo_pending, 0) << "DynamoDB still holds claims of the batch given back";
   EXPECT_EQ(read_folder(*outlook(), route_.target_folder).size(), static_cast<size_t>(copied));
 
-  const worker::SyncReport rest = run(route_);
+  const sync::SyncReport rest = run(route_);
   ASSERT_EQ(rest.result.outcome, queue::Outcome::kSucceeded) << rest.result.error;
   EXPECT_EQ(rest.result.stats.appended, 200 - copied);
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);

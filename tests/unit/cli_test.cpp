@@ -1,5 +1,5 @@
-// The executables' front door: --help answers with the usage of DESIGN.md section 3, commands
-// that are not built yet say so and exit 2, bad usage exits 2.
+// The executables' front door: --help answers with the usage of DESIGN.md section 3, bad usage
+// exits 2.
 
 #include <gtest/gtest.h>
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 // Shared command-line plumbing for the three executables: a subcommand table with generated usage,
-// honest "not built yet" answers, and environment look-ups.
+// and environment look-ups.
 namespace mailsync::cli {
 
 struct Command {
@@ -16,7 +16,7 @@ struct Command {
   std::string_view
       synopsis;  // "migrate" / "enqueue --route KEY | --all [--priority P] [--run-at T]"
   std::string_view summary;  // one line
-  // Receives the arguments after the command name. Empty: the command is not built yet.
+  // Receives the arguments after the command name.
   std::function<int(std::span<const std::string> args)> run;
 };
 
@@ -27,16 +27,12 @@ struct Program {
   std::string_view footer;  // environment and exit codes
 };
 
-// Usage text: synopsis, commands (unbuilt ones marked), footer.
+// Usage text: synopsis, commands, footer.
 std::string usage(const Program& program);
 
 // Runs the command named by argv[1]. --help / -h / help print usage and exit 0; --version prints
-// the version line; no command or an unknown one prints usage to stderr and exits 2; a command
-// that is not built yet says so and exits 2.
+// the version line; no command or an unknown one prints usage to stderr and exits 2.
 int dispatch(const Program& program, int argc, char** argv);
-
-// "mailsync-worker: the job queue is not built yet" on stderr; returns exit code 2.
-int not_built(std::string_view program, std::string_view what);
 
 // The variable's value when set and not empty.
 std::optional<std::string> env(const char* name);

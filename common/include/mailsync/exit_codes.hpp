@@ -5,7 +5,7 @@ namespace mailsync::exit_code {
 
 inline constexpr int kOk = 0;
 inline constexpr int kFailure = 1;
-inline constexpr int kUsage = 2;  // bad command line or configuration, or a command not built yet
+inline constexpr int kUsage = 2;            // bad command line or configuration
 inline constexpr int kGateUnavailable = 3;  // DynamoDB gate unreachable / unauthorised / throttled
 inline constexpr int kDatabaseUnavailable = 4;  // PostgreSQL unreachable or bad database URL
 

@@ -225,9 +225,6 @@ Config load_config(Needs needs) {
   s.gmail_imap = endpoint("GMAIL_IMAP_HOST", "GMAIL_IMAP_PORT", s.gmail_imap, config);
   s.outlook_imap = endpoint("OUTLOOK_IMAP_HOST", "OUTLOOK_IMAP_PORT", s.outlook_imap, config);
   s.tls_ca_file = env_or("MAILSYNC_TLS_CA_FILE", "");
-  s.aws_region = env_or("AWS_REGION", "");
-  s.dynamodb_table = env_or("DYNAMODB_TABLE", "");
-  s.dynamodb_endpoint = env_or("DYNAMODB_ENDPOINT", "");
 
   const cli::IntSetting interval = cli::env_positive_int("SYNC_INTERVAL_SECONDS", 300);
   if (!interval.error.empty()) config.errors.push_back(interval.error);

@@ -73,6 +73,8 @@ DELETE FROM mailsync.uid_claims
 WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[]) AND state = 'PENDING'
 )sql"};
 
+// When a transient failure is retried is decided in C++ (sync::next_message_retry_at, with the
+// run's clock), from the retry count kFailureRetryCounts read before; stored as given.
 constexpr Query kRecordFailures{"sync_record_failures", R"sql(
 INSERT INTO mailsync.failures AS x (route_key, uidvalidity, uid, reason, last_error, permanent, next_retry_at,
                                     message_id, size)
@@ -84,14 +86,15 @@ FROM unnest($3::bigint[], $4::text[], $5::text[], $6::boolean[], $7::bigint[], $
      AS f(uid, reason, error, permanent, retry_us, message_id, size)
 ON CONFLICT (route_key, uidvalidity, uid) DO UPDATE
 SET reason = EXCLUDED.reason, last_error = EXCLUDED.last_error, permanent = EXCLUDED.permanent,
-    -- A transient failure seen again waits twice as long each time (1 min, 2 min, ... 6 h), or
-    -- as long as the server asked, whichever is later.
-    next_retry_at = CASE WHEN EXCLUDED.permanent THEN NULL ELSE greatest(
-        EXCLUDED.next_retry_at,
-        now() + least(interval '1 minute' * power(2, least(x.retry_count + 1, 10)), interval '6 hours')) END,
+    next_retry_at = EXCLUDED.next_retry_at,
     retry_count = x.retry_count + 1, updated_at = now(),
     message_id = coalesce(EXCLUDED.message_id, x.message_id), size = coalesce(EXCLUDED.size, x.size)
 RETURNING uid, retry_count
+)sql"};
+
+constexpr Query kFailureRetryCounts{"sync_failure_retry_counts", R"sql(
+SELECT uid, retry_count FROM mailsync.failures
+WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[])
 )sql"};
 
 constexpr Query kDueFailures{"sync_due_failures", R"sql(
@@ -156,11 +159,11 @@ SET job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at, updated_at = now
 constexpr Query kClearProgress{"sync_clear_progress",
                                "DELETE FROM mailsync.route_progress WHERE route_key = $1"};
 
-constexpr Query kAll[] = {kEnsureRoute,  kWatermarkGet,    kWatermarkSet,   kClaim,
-                          kFinalize,     kRelease,         kRecordFailures, kDueFailures,
-                          kFailedUids,   kPendingClaims,   kCopiedGmMsgids, kCopiedMessage,
-                          kSetOutcome,   kSetAuthRequired, kAuthRequired,   kSetProgress,
-                          kClearProgress};
+constexpr Query kAll[] = {kEnsureRoute,   kWatermarkGet, kWatermarkSet,    kClaim,
+                          kFinalize,      kRelease,      kRecordFailures,  kFailureRetryCounts,
+                          kDueFailures,   kFailedUids,   kPendingClaims,   kCopiedGmMsgids,
+                          kCopiedMessage, kSetOutcome,   kSetAuthRequired, kAuthRequired,
+                          kSetProgress,   kClearProgress};
 
 std::string uid_array(const std::vector<uint32_t>& uids) {
   return postgres::detail::int_array(std::span<const uint32_t>(uids));
@@ -266,6 +269,19 @@ class PgSyncStore final : public SyncStore {
       work.commit();
       std::map<uint32_t, int> counts;
       for (const auto& row : rows) counts[row[0].as<uint32_t>()] = row[1].as<int>();
+      return counts;
+    });
+  }
+
+  std::map<uint32_t, int> failure_retry_counts(const std::string& route, uint32_t uidvalidity,
+                                               const std::vector<uint32_t>& uids) override {
+    if (uids.empty()) return {};
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
+      std::map<uint32_t, int> counts;
+      for (const auto& row : work.exec_prepared(kFailureRetryCounts.name, route,
+                                                int64_t{uidvalidity}, uid_array(uids)))
+        counts[row[0].as<uint32_t>()] = row[1].as<int>();
       return counts;
     });
   }

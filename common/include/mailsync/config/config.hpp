@@ -55,9 +55,7 @@ struct Settings {
   Endpoint outlook_imap{"outlook.office365.com", 993};
   std::string tls_ca_file;
   std::chrono::seconds sync_interval{300};
-  std::string aws_region;
-  std::string dynamodb_table;
-  std::string dynamodb_endpoint;
+  // DynamoDB's settings are read by dynamo::dynamo_options_from_env, not here.
 };
 
 struct Config {

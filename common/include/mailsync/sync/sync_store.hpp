@@ -100,8 +100,13 @@ class SyncStore {
   // Drops PENDING claims whose APPEND failed, so a later run can claim them again.
   virtual void release(const std::string& route, uint32_t uidvalidity,
                        const std::vector<uint32_t>& uids) = 0;
-  // Records (or counts again) the failures; a transient one seen before waits longer each time.
-  // Returns each UID's retry count (0 the first time).
+  // How often each of these UIDs failed before (absent: never): the n-th retry waits longer
+  // (sync::next_message_retry_at).
+  virtual std::map<uint32_t, int> failure_retry_counts(const std::string& route,
+                                                       uint32_t uidvalidity,
+                                                       const std::vector<uint32_t>& uids) = 0;
+  // Records (or counts again) the failures, with the next_retry_at given. Returns each UID's retry
+  // count (0 the first time).
   virtual std::map<uint32_t, int> record_failures(const std::string& route, uint32_t uidvalidity,
                                                   const std::vector<Failure>& failures) = 0;
   // Transient failures due again by `now`.

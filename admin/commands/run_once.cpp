@@ -1,5 +1,6 @@
 // `mailsync run-once [--dry-run] [--route KEY]`: the route_sync pipeline inline, without the queue.
 
+#include <algorithm>
 #include <iostream>
 
 #include "commands/commands.hpp"
@@ -8,9 +9,26 @@
 #include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
-#include "route_sync.hpp"
+#include "mailsync/sync/live_route_sync.hpp"
 
 namespace mailsync::admin {
+
+namespace {
+
+// run-once's exit code for a route's outcome (DESIGN section 3): 3 when the DynamoDB gate was
+// closed (nothing was touched), 1 for any other route that did not succeed.
+int exit_code_for(sync::SyncOutcome outcome) {
+  switch (outcome) {
+    case sync::SyncOutcome::kSucceeded:
+      return exit_code::kOk;
+    case sync::SyncOutcome::kGateClosed:
+      return exit_code::kGateUnavailable;
+    default:
+      return exit_code::kFailure;
+  }
+}
+
+}  // namespace
 
 int run_run_once(std::span<const std::string> args) {
   po::options_description options(
@@ -63,18 +81,18 @@ int run_run_once(std::span<const std::string> args) {
   try {
     auto store = sync::make_pg_sync_store(loaded.settings.database_url, "mailsync run-once");
     oauth::TokenProvider tokens({.http = {.ca_file = loaded.settings.tls_ca_file}});
-    worker::OutlookPool pool([&] {
+    sync::ImapPool pool([&] {
       return imap::Client::connect(
-          worker::imap_options(loaded.settings, loaded.settings.outlook_imap));
+          sync::imap_options(loaded.settings, loaded.settings.outlook_imap));
     });
-    worker::SyncOptions sync_options;
+    sync::SyncOptions sync_options;
     sync_options.dry_run = vm.count("dry-run") > 0;
     const std::atomic<bool> never{false};
     int exit = exit_code::kOk;
     for (const config::Route* route : routes) {
       const auto start = std::chrono::steady_clock::now();
-      const worker::SyncReport report =
-          worker::RouteSync(loaded.settings, *route, tokens, *store, dynamo, pool, sync_options)
+      const sync::SyncReport report =
+          sync::LiveRouteSync(loaded.settings, *route, tokens, *store, dynamo, pool, sync_options)
               .run(0, never);
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -91,8 +109,7 @@ int run_run_once(std::span<const std::string> args) {
         }
       } else {
         std::cout << queue::to_string(report.result.outcome) << ": " << report.result.error << "\n";
-        exit = report.result.error.find("gate unavailable") == 0 ? exit_code::kGateUnavailable
-                                                                 : exit_code::kFailure;
+        exit = std::max(exit, exit_code_for(report.outcome));
       }
     }
     return exit;

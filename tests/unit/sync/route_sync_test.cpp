@@ -1,0 +1,382 @@
+// The orchestrator's decisions, end to end over in-memory fakes of its four ports: what is copied,
+// what is skipped, what a crash or a refusal leaves behind, what the next run does about it.
+// Time is injected; nothing sleeps.
+
+#include "mailsync/sync/route_sync.hpp"
+
+#include <gtest/gtest.h>
+
+#include "fakes.hpp"
+#include "mailsync/oauth/token_provider.hpp"
+#include "mailsync/postgres/errors.hpp"
+
+namespace mailsync::sync {
+namespace {
+
+using namespace std::chrono_literals;
+using fakes::FakeClock;
+using fakes::FakeDestination;
+using fakes::FakeSource;
+using fakes::FakeStateMirror;
+using fakes::FakeSyncStore;
+
+std::string message(const std::string& id, const std::string& body = "hello") {
+  return "Message-ID: <" + id + "@x>\r\nSubject: " + id + "\r\n\r\n" + body + "\r\n";
+}
+
+class RouteSyncRun : public ::testing::Test {
+ protected:
+  RouteSyncRun() {
+    route_.gmail_email = "alice@gmail.test";
+    route_.outlook_email = "me@outlook.test";
+    route_.target_folder = "Gmail/alice";
+    route_.initial_sync = config::InitialSync::kAll;
+    options_.now = clock_.function();
+  }
+
+  SyncReport run(int64_t job_id = 1) {
+    return RouteSync(route_, {source_, dest_, store_, mirror_}, options_).run(job_id, cancel_);
+  }
+
+  // Seeds n messages; returns their bytes.
+  std::vector<std::string> seed(int n, const std::string& prefix = "m") {
+    std::vector<std::string> sent;
+    for (int i = 0; i < n; ++i) {
+      sent.push_back(message(prefix + std::to_string(i)));
+      source_.add(sent.back(), clock_.now);
+    }
+    return sent;
+  }
+
+  void expect_each_copied_once(const std::vector<std::string>& sent) {
+    for (const auto& bytes : sent) EXPECT_EQ(dest_.count(route_.target_folder, bytes), 1u) << bytes;
+  }
+
+  uint32_t watermark() {
+    const auto found = store_.watermarks.find(route_.key());
+    return found == store_.watermarks.end() ? 0 : found->second.last_uid;
+  }
+
+  config::Route route_;
+  FakeClock clock_;
+  SyncOptions options_;
+  FakeSource source_;
+  FakeDestination dest_;
+  FakeSyncStore store_;
+  FakeStateMirror mirror_;
+  std::atomic<bool> cancel_{false};
+};
+
+TEST_F(RouteSyncRun, CopiesNewMailByteExactOnceUnreadAndMovesTheWatermark) {
+  const auto sent = seed(5);
+  const SyncReport report = run();
+  ASSERT_EQ(report.outcome, SyncOutcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 5);
+  expect_each_copied_once(sent);
+  for (const auto& stored : dest_.folder(route_.target_folder)) EXPECT_TRUE(stored.flags.empty());
+  EXPECT_EQ(watermark(), 5u);
+  EXPECT_EQ(store_.uids_in(route_.key(), "DONE").size(), 5u);
+  EXPECT_TRUE(store_.uids_in(route_.key(), "PENDING").empty());
+  EXPECT_EQ(mirror_.uid_items.at({7, 3}).status, "DONE");
+  EXPECT_EQ(mirror_.watermark->last_uid, 5u);
+  EXPECT_EQ(dest_.closed_reusable, true);
+}
+
+TEST_F(RouteSyncRun, MarkSeenAppendsTheCopiesAsRead) {
+  route_.mark_seen = true;
+  seed(1);
+  run();
+  EXPECT_EQ(dest_.folder(route_.target_folder).at(0).flags, std::vector<std::string>{"\\Seen"});
+}
+
+TEST_F(RouteSyncRun, ASecondRunCopiesNothing) {
+  const auto sent = seed(3);
+  run();
+  const SyncReport again = run();
+  EXPECT_EQ(again.result.stats.appended, 0);
+  EXPECT_EQ(again.result.stats.fetched, 0);
+  expect_each_copied_once(sent);
+}
+
+TEST_F(RouteSyncRun, BatchesAreBoundedInMessages) {
+  options_.batch_messages = 2;
+  const auto sent = seed(5);
+  run();
+  EXPECT_EQ(dest_.append_calls, 3);
+  EXPECT_EQ(source_.fetches.size(), 3u);
+  expect_each_copied_once(sent);
+}
+
+TEST_F(RouteSyncRun, ADryRunAppendsNothingClaimsNothingAndListsWhatItWouldCopy) {
+  options_.dry_run = true;
+  seed(2);
+  const SyncReport report = run();
+  ASSERT_EQ(report.outcome, SyncOutcome::kSucceeded);
+  EXPECT_EQ(report.would_copy.size(), 2u);
+  EXPECT_NE(report.would_copy[0].find("<m0@x>"), std::string::npos);
+  EXPECT_EQ(dest_.append_calls, 0);
+  EXPECT_EQ(dest_.ensure_calls, 0);
+  EXPECT_TRUE(store_.claims.empty());
+  EXPECT_TRUE(mirror_.uid_items.empty());
+  EXPECT_FALSE(store_.watermarks.contains(route_.key()));
+}
+
+TEST_F(RouteSyncRun, AClosedGateTouchesNoImapAndIsRetried) {
+  seed(1);
+  mirror_.reachable = false;
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kGateClosed);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kFailed);
+  EXPECT_EQ(source_.opens, 0);
+  EXPECT_EQ(dest_.append_calls, 0);
+}
+
+TEST_F(RouteSyncRun, TheMirrorGoingAwayMidRunEndsItAsAClosedGateAndTheNextRunCopiesEachOnce) {
+  options_.batch_messages = 2;
+  const auto sent = seed(6);
+  int records = 0;
+  mirror_.before = [&](std::string_view op) {
+    if (op == "record" && ++records == 2) throw MirrorUnavailable("DynamoDB went away");
+  };
+  EXPECT_EQ(run().outcome, SyncOutcome::kGateClosed);
+  mirror_.before = nullptr;
+  EXPECT_EQ(run().outcome, SyncOutcome::kSucceeded);
+  expect_each_copied_once(sent);
+}
+
+TEST_F(RouteSyncRun, APendingClaimWhoseCopyArrivedIsFinalizedNotCopiedAgain) {
+  const auto sent = seed(2);
+  // A crash after the APPEND of UID 1, before its finalize.
+  dest_.lose_tagged_ok_after = 0;
+  EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
+  ASSERT_EQ(store_.uids_in(route_.key(), "PENDING").size(), 2u);
+  const SyncReport recovered = run();
+  ASSERT_EQ(recovered.outcome, SyncOutcome::kSucceeded) << recovered.result.error;
+  expect_each_copied_once(sent);
+  EXPECT_EQ(dest_.find_calls, 1);
+  EXPECT_EQ(store_.claims.at({route_.key(), 7, 1}).dest_uid, 1u) << "found, not re-appended";
+}
+
+TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
+  const auto sent = seed(3);
+  dest_.drop_after = 1;  // the connection drops before the second APPEND
+  EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
+  EXPECT_EQ(dest_.closed_reusable, false) << "a broken connection never goes back to the pool";
+  EXPECT_EQ(watermark(), 0u) << "nothing is passed while its APPEND is in doubt";
+  const SyncReport recovered = run();
+  ASSERT_EQ(recovered.outcome, SyncOutcome::kSucceeded) << recovered.result.error;
+  EXPECT_EQ(recovered.result.stats.appended, 2);
+  expect_each_copied_once(sent);
+  EXPECT_EQ(watermark(), 3u);
+}
+
+TEST_F(RouteSyncRun, ARefusedMessageIsAPermanentFailureWithTheServersWordsAndTheRestGoOn) {
+  const auto sent = seed(3);
+  dest_.refuse = [&](std::string_view bytes) -> std::optional<imap::ImapError> {
+    if (bytes == sent[1]) return fakes::no("APPEND", "[LIMIT] Message too large", "LIMIT");
+    return std::nullopt;
+  };
+  const SyncReport report = run();
+  ASSERT_EQ(report.outcome, SyncOutcome::kSucceeded);
+  EXPECT_EQ(report.result.stats.appended, 2);
+  EXPECT_EQ(report.result.stats.failed, 1);
+  const auto& failure = store_.failures.at({route_.key(), 7, 2}).failure;
+  EXPECT_TRUE(failure.permanent);
+  EXPECT_NE(failure.error.find("Message too large"), std::string::npos);
+  EXPECT_EQ(watermark(), 3u) << "a recorded failure may be passed";
+  EXPECT_FALSE(store_.claims.contains({route_.key(), 7, 2})) << "its claim is given back";
+  EXPECT_TRUE(mirror_.fail_items.contains({7, 2}));
+  EXPECT_FALSE(mirror_.uid_items.contains({7, 2}));
+}
+
+TEST_F(RouteSyncRun, ATransientRefusalIsRetriedWhenDueAndWaitsLongerEachTime) {
+  const auto sent = seed(1);
+  bool refusing = true;
+  dest_.refuse = [&](std::string_view) -> std::optional<imap::ImapError> {
+    if (refusing) return fakes::no("APPEND", "[UNAVAILABLE] try again later", "UNAVAILABLE");
+    return std::nullopt;
+  };
+  run();
+  const auto key = FakeSyncStore::Key{route_.key(), 7, 1};
+  EXPECT_EQ(store_.failures.at(key).failure.next_retry_at, clock_.now + 1min);
+  clock_.now += 30s;
+  run();
+  EXPECT_EQ(source_.fetches.size(), 1u) << "not retried before it is due";
+  clock_.now += 31s;
+  run();
+  EXPECT_EQ(store_.failures.at(key).retry_count, 1);
+  EXPECT_EQ(store_.failures.at(key).failure.next_retry_at, clock_.now + 2min);
+  clock_.now += 2min;
+  refusing = false;
+  EXPECT_EQ(run().result.stats.appended, 1);
+  expect_each_copied_once(sent);
+  EXPECT_FALSE(store_.failures.contains(key)) << "DONE clears the failure";
+}
+
+TEST_F(RouteSyncRun, AServersSuggestedBackoffIsHonouredForTheMessage) {
+  seed(1);
+  dest_.refuse = [&](std::string_view) -> std::optional<imap::ImapError> {
+    return fakes::no("APPEND", "Request is throttled. Suggested Backoff Time: 299609 milliseconds");
+  };
+  run();
+  EXPECT_EQ(store_.failures.at({route_.key(), 7, 1}).failure.next_retry_at, clock_.now + 299609ms);
+}
+
+TEST_F(RouteSyncRun, AThrottledLoginRetriesTheJobWhenTheServerSaid) {
+  seed(1);
+  source_.on_open = [] {
+    throw fakes::no("AUTHENTICATE",
+                    "Request is throttled. Suggested Backoff Time: 60000 milliseconds");
+  };
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kThrottled);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kRetryAt);
+  EXPECT_EQ(report.result.retry_at, clock_.now + 60s);
+}
+
+TEST_F(RouteSyncRun, ARefusedRefreshTokenStopsTheRouteUntilAPersonActs) {
+  seed(1);
+  source_.on_open = [] { throw oauth::AuthRequired("gmail alice: invalid_grant"); };
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kAuthRequired);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kCancelled);
+  EXPECT_TRUE(store_.auth_required_routes.contains(route_.key()));
+  source_.on_open = nullptr;
+  EXPECT_EQ(run().outcome, SyncOutcome::kAuthRequired);
+  EXPECT_EQ(source_.opens, 1) << "a route in auth_required does not log in again";
+}
+
+TEST_F(RouteSyncRun, AMissingFolderWithoutCreateFolderIsDeadWithAClearMessage) {
+  route_.create_folder = false;
+  seed(1);
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kFolderMissing);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kDead);
+  EXPECT_NE(report.result.error.find("create_folder is false"), std::string::npos);
+  EXPECT_TRUE(store_.claims.empty());
+}
+
+TEST_F(RouteSyncRun, AMessageAnotherWriterCopiedIsSkippedAndRecordedDone) {
+  const auto sent = seed(2);
+  mirror_.uid_items[{7, 1}] = {"DONE", "somehash", std::nullopt};  // the old Lambda copied it
+  const SyncReport report = run();
+  EXPECT_EQ(report.result.stats.appended, 1);
+  EXPECT_EQ(report.result.stats.skipped, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[0]), 0u);
+  EXPECT_EQ(store_.claims.at({route_.key(), 7, 1}).state, "DONE");
+}
+
+TEST_F(RouteSyncRun, AMessageAnotherWriterIsCopyingIsLeftToItAndRetriedLater) {
+  const auto sent = seed(2);
+  mirror_.uid_items[{7, 1}] = {"PENDING", "another-hash", std::nullopt};
+  const SyncReport report = run();
+  EXPECT_EQ(report.result.stats.appended, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[0]), 0u);
+  const auto& failure = store_.failures.at({route_.key(), 7, 1});
+  EXPECT_EQ(failure.failure.reason, "claimed_elsewhere");
+  EXPECT_EQ(failure.failure.next_retry_at, clock_.now + 5min);
+  EXPECT_EQ(mirror_.uid_items.at({7, 1}).sha256_hex, "another-hash") << "its item is untouched";
+}
+
+TEST_F(RouteSyncRun, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNextRunFinishes) {
+  options_.batch_messages = 2;
+  const auto sent = seed(6);
+  store_.before = [&](std::string_view op) {
+    if (op == "set_watermark") cancel_ = true;  // asked to stop during the first batch
+  };
+  const SyncReport stopped = run();
+  EXPECT_EQ(stopped.outcome, SyncOutcome::kStopped);
+  EXPECT_EQ(stopped.result.outcome, queue::Outcome::kRetryAt);
+  EXPECT_TRUE(store_.uids_in(route_.key(), "PENDING").empty()) << "the batch ahead is given back";
+  for (const auto& [key, item] : mirror_.uid_items) EXPECT_EQ(item.status, "DONE");
+  store_.before = nullptr;
+  cancel_ = false;
+  EXPECT_EQ(run().outcome, SyncOutcome::kSucceeded);
+  expect_each_copied_once(sent);
+}
+
+TEST_F(RouteSyncRun, TheDatabaseGoingAwayIsLeftToTheWorkersLoop) {
+  seed(1);
+  store_.before = [](std::string_view op) {
+    if (op == "claim") throw postgres::DatabaseUnavailable("connection lost");
+  };
+  EXPECT_THROW(run(), postgres::DatabaseUnavailable);
+  EXPECT_EQ(source_.closed_reusable, false);
+}
+
+TEST_F(RouteSyncRun, AfterAUidvalidityChangeWhatWasCopiedIsSkippedByGmailMessageId) {
+  source_.gmail_extensions = true;
+  const std::string a = message("a"), b = message("b");
+  source_.add(a, clock_.now, 1001);
+  run();
+  // Gmail renumbered the INBOX: the same message under a new UIDVALIDITY, and one new.
+  source_.inbox.clear();
+  source_.uidvalidity = 8;
+  source_.uidnext = 1;
+  source_.add(a, clock_.now, 1001);
+  source_.add(b, clock_.now, 1002);
+  const SyncReport report = run();
+  EXPECT_EQ(report.result.stats.appended, 1);
+  EXPECT_EQ(report.result.stats.skipped, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, a), 1u);
+  EXPECT_EQ(dest_.count(route_.target_folder, b), 1u);
+  EXPECT_EQ(store_.watermarks.at(route_.key()).uidvalidity, 8u);
+}
+
+TEST_F(RouteSyncRun, WithoutGmailExtensionsDedupeUsesMessageIdAndSha256) {
+  const std::string a = message("a");
+  source_.add(a, clock_.now);
+  run();
+  source_.inbox.clear();
+  source_.uidvalidity = 8;
+  source_.uidnext = 1;
+  source_.add(a, clock_.now);
+  source_.add(message("a", "other bytes, same Message-ID"), clock_.now);
+  const SyncReport report = run();
+  EXPECT_EQ(report.result.stats.skipped, 1);
+  EXPECT_EQ(report.result.stats.appended, 1) << "same Message-ID, different bytes: copied";
+}
+
+TEST_F(RouteSyncRun, ANewRouteWithInitialSyncNoneCopiesOnlyLaterMail) {
+  route_.initial_sync = config::InitialSync::kNone;
+  seed(3);
+  EXPECT_EQ(run().result.stats.appended, 0);
+  EXPECT_EQ(watermark(), 3u);
+  source_.add(message("new"), clock_.now);
+  EXPECT_EQ(run().result.stats.appended, 1);
+}
+
+TEST_F(RouteSyncRun, ANewRouteWithAWindowCopiesOnlyTheWindow) {
+  route_.initial_sync = config::InitialSync::kWindow;
+  route_.fallback_window_hours = 24;
+  source_.add(message("old"), clock_.now - 48h);
+  source_.add(message("recent"), clock_.now - 1h);
+  EXPECT_EQ(run().result.stats.appended, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, message("recent")), 1u);
+}
+
+TEST_F(RouteSyncRun, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {
+  seed(3);
+  mirror_.watermark = Watermark{7, 2};
+  EXPECT_EQ(run().result.stats.appended, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, message("m2")), 1u);
+}
+
+TEST_F(RouteSyncRun, AMessageExpungedAfterTheSearchDoesNotHoldTheWatermark) {
+  seed(3);
+  source_.expunged_after_search = {2};
+  const SyncReport report = run();
+  EXPECT_EQ(report.result.stats.appended, 2);
+  EXPECT_EQ(watermark(), 3u);
+}
+
+TEST_F(RouteSyncRun, ALongRunWritesItsProgressAndClearsItAtTheEnd) {
+  options_.batch_messages = 1;
+  seed(3);
+  run();
+  EXPECT_GE(store_.progress_writes, 1);
+  EXPECT_TRUE(store_.progress.empty());
+}
+
+}  // namespace
+}  // namespace mailsync::sync

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mailsync/dynamo/dynamo_client.hpp"
+#include "mailsync/sync/state_mirror.hpp"
+
+// StateMirror on the DynamoDB table of the Lambda version. It owns the item layout (DESIGN.md
+// section 5, the seed's attributes):
+//   WATERMARK                 uidvalidity, last_uid, updated_at
+//   UID#<uidvalidity>#<uid>   status (PENDING | DONE), rfc822_sha256, message_id_header, copied_at,
+//   ttl FAIL#<uidvalidity>#<uid>  last_error, retry_count, updated_at, ttl
+// Claims go out on up to 8 lanes in parallel (one conditional PutItem is one round trip), each
+// lane with a client of its own kept for the whole run; the other calls use `main`.
+namespace mailsync::sync {
+
+class DynamoStateMirror final : public StateMirror {
+ public:
+  using ClientFactory = std::function<std::unique_ptr<dynamo::DynamoClient>()>;
+  static constexpr size_t kLanes = 8;
+
+  // `lanes` makes the lanes' clients; by default copies of `main`'s options.
+  DynamoStateMirror(dynamo::DynamoClient& main, std::string route_key, std::chrono::seconds ttl,
+                    std::function<TimePoint()> now, ClientFactory lanes = {});
+
+  void check_gate() override;
+  std::optional<Watermark> carried_over_watermark() override;
+  std::map<uint32_t, std::string> claim(uint32_t uidvalidity,
+                                        const std::vector<MirrorClaim>& claims) override;
+  void record(uint32_t uidvalidity, const std::vector<MirrorClaim>& done,
+              const std::vector<MirrorFailure>& failures) override;
+  void release(uint32_t uidvalidity, const std::vector<uint32_t>& uids) override;
+  void set_watermark(const Watermark& watermark) override;
+
+  // The sort keys.
+  static std::string uid_sk(uint32_t uidvalidity, uint32_t uid);
+  static std::string fail_sk(uint32_t uidvalidity, uint32_t uid);
+
+ private:
+  nlohmann::json uid_item(uint32_t uidvalidity, const MirrorClaim& claim,
+                          const std::string& status) const;
+  nlohmann::json expiry() const;
+
+  dynamo::DynamoClient& main_;
+  std::string key_;
+  std::chrono::seconds ttl_;
+  std::function<TimePoint()> now_;
+  ClientFactory make_lane_;
+  std::vector<std::unique_ptr<dynamo::DynamoClient>> lanes_;
+};
+
+}  // namespace mailsync::sync

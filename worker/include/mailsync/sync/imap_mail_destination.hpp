@@ -1,0 +1,36 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "mailsync/oauth/token_provider.hpp"
+#include "mailsync/sync/imap_pool.hpp"
+#include "mailsync/sync/mail_destination.hpp"
+
+namespace mailsync::sync {
+
+// MailDestination over IMAP: a folder of the Outlook mailbox, connected on first use (a run with
+// nothing to copy never connects).
+class ImapMailDestination final : public MailDestination {
+ public:
+  ImapMailDestination(ImapPool& pool, std::string account, oauth::Credential credential,
+                      oauth::TokenProvider& tokens);
+
+  Folder ensure_folder(const std::string& folder, bool create) override;
+  std::vector<imap::AppendOutcome> append(const std::string& folder,
+                                          std::span<const imap::AppendMessage> messages) override;
+  std::vector<std::optional<uint32_t>> find_arrivals(
+      const std::string& folder, const std::vector<PendingClaim>& claims) override;
+  void close(bool reusable) override;
+
+ private:
+  imap::Client& client();
+
+  ImapPool& pool_;
+  std::string account_;
+  oauth::Credential credential_;
+  oauth::TokenProvider& tokens_;
+  std::unique_ptr<imap::Client> client_;
+};
+
+}  // namespace mailsync::sync

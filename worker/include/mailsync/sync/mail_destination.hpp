@@ -1,0 +1,37 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mailsync/imap/client.hpp"
+#include "mailsync/sync/sync_store.hpp"
+
+// The Outlook side of a route: one folder of the shared mailbox. Errors as MailSource's. A
+// throwing append() means the connection broke mid-batch: what arrived is unknown.
+namespace mailsync::sync {
+
+class MailDestination {
+ public:
+  virtual ~MailDestination() = default;
+
+  enum class Folder { kExists, kCreated, kMissing };
+  // Creates `folder` when missing if `create`; else only looks (kMissing when absent).
+  virtual Folder ensure_folder(const std::string& folder, bool create) = 0;
+
+  // One outcome per message: its APPENDUID, or the server's refusal; one refusal does not stop
+  // the others.
+  virtual std::vector<imap::AppendOutcome> append(
+      const std::string& folder, std::span<const imap::AppendMessage> messages) = 0;
+
+  // Crash recovery: for each claim a crashed run left PENDING, the destination UID of its copy
+  // if the copy arrived (same SHA-256), in the order of `claims`.
+  virtual std::vector<std::optional<uint32_t>> find_arrivals(
+      const std::string& folder, const std::vector<PendingClaim>& claims) = 0;
+
+  virtual void close(bool reusable) = 0;
+};
+
+}  // namespace mailsync::sync

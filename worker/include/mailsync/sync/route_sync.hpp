@@ -1,0 +1,63 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mailsync/config/config.hpp"
+#include "mailsync/queue/job.hpp"
+#include "mailsync/sync/mail_destination.hpp"
+#include "mailsync/sync/mail_source.hpp"
+#include "mailsync/sync/outcome.hpp"
+#include "mailsync/sync/state_mirror.hpp"
+#include "mailsync/sync/sync_store.hpp"
+
+// route_sync: one Gmail INBOX into one Outlook folder, exactly once, byte-exact (DESIGN.md
+// sections 6 and 7). The orchestrator of a run; its decisions live in start_point, batch_plan,
+// watermark_tracker and message_retry, its effects behind the four ports below, so the whole run
+// is unit-tested with in-memory fakes (tests/unit/sync/). LiveRouteSync wires it to the real
+// servers for the worker and `mailsync run-once`.
+namespace mailsync::sync {
+
+struct SyncOptions {
+  size_t batch_messages = 200;    // per FETCH / claim / APPEND batch
+  size_t batch_bytes = 16 << 20;  // body bytes held at once (a larger message goes alone)
+  bool dry_run = false;           // list what would be copied; no claims, no APPEND
+  std::chrono::seconds dynamo_ttl{std::chrono::hours(24 * 180)};
+  std::function<TimePoint()> now = [] { return std::chrono::system_clock::now(); };
+};
+
+// What a run did, for the job's attempt history, run-once's report and the demo.
+struct SyncReport {
+  SyncOutcome outcome = SyncOutcome::kSucceeded;
+  queue::JobResult result;              // to_job_result(outcome, ...): what the queue records
+  std::vector<std::string> would_copy;  // dry run: one line per message
+  uint32_t watermark = 0;
+};
+
+struct SyncPorts {
+  MailSource& source;
+  MailDestination& destination;
+  SyncStore& store;
+  StateMirror& mirror;
+};
+
+class RouteSync {
+ public:
+  RouteSync(const config::Route& route, SyncPorts ports, SyncOptions options = {});
+
+  // One run. `cancel` is looked at between batches (shutdown): the run stops there, gives back
+  // what it claimed ahead and ends kStopped. Throws postgres::DatabaseUnavailable (the worker's
+  // loop handles outages); every other failure is an outcome.
+  SyncReport run(int64_t job_id, const std::atomic<bool>& cancel);
+
+ private:
+  struct Run;
+  const config::Route& route_;
+  SyncPorts ports_;
+  SyncOptions options_;
+};
+
+}  // namespace mailsync::sync

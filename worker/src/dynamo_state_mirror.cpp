@@ -1,0 +1,152 @@
+#include "mailsync/sync/dynamo_state_mirror.hpp"
+
+#include <algorithm>
+#include <future>
+
+#include "mailsync/sync/outcome.hpp"
+#include "time_format.hpp"
+
+namespace mailsync::sync {
+
+using dynamo::N;
+using dynamo::S;
+using nlohmann::json;
+
+namespace {
+
+// DynamoDB's errors end the run as a closed gate (invariant 6), with AWS's words.
+template <typename Fn>
+decltype(auto) guarded(Fn&& body) {
+  try {
+    return body();
+  } catch (const dynamo::DynamoError& e) {
+    throw MirrorUnavailable(e.what());
+  }
+}
+
+}  // namespace
+
+DynamoStateMirror::DynamoStateMirror(dynamo::DynamoClient& main, std::string route_key,
+                                     std::chrono::seconds ttl, std::function<TimePoint()> now,
+                                     ClientFactory lanes)
+    : main_(main),
+      key_(std::move(route_key)),
+      ttl_(ttl),
+      now_(std::move(now)),
+      make_lane_(std::move(lanes)) {
+  if (!make_lane_)
+    make_lane_ = [options = main_.options()] {
+      return std::make_unique<dynamo::DynamoClient>(options);
+    };
+}
+
+std::string DynamoStateMirror::uid_sk(uint32_t uidvalidity, uint32_t uid) {
+  return "UID#" + std::to_string(uidvalidity) + "#" + std::to_string(uid);
+}
+
+std::string DynamoStateMirror::fail_sk(uint32_t uidvalidity, uint32_t uid) {
+  return "FAIL#" + std::to_string(uidvalidity) + "#" + std::to_string(uid);
+}
+
+// When DynamoDB may expire an item (epoch seconds in `ttl`).
+json DynamoStateMirror::expiry() const {
+  return N(
+      std::chrono::duration_cast<std::chrono::seconds>((now_() + ttl_).time_since_epoch()).count());
+}
+
+json DynamoStateMirror::uid_item(uint32_t uidvalidity, const MirrorClaim& claim,
+                                 const std::string& status) const {
+  json item = {{"PK", S(key_)},
+               {"SK", S(uid_sk(uidvalidity, claim.uid))},
+               {"status", S(status)},
+               {"rfc822_sha256", S(claim.sha256_hex)},
+               {"ttl", expiry()}};
+  if (claim.message_id) item["message_id_header"] = S(*claim.message_id);
+  if (status == "DONE") item["copied_at"] = S(iso8601(now_()));
+  return item;
+}
+
+void DynamoStateMirror::check_gate() {
+  guarded([&] { main_.check_table(); });
+}
+
+std::optional<Watermark> DynamoStateMirror::carried_over_watermark() {
+  return guarded([&]() -> std::optional<Watermark> {
+    const auto item = main_.get(key_, "WATERMARK");
+    if (!item) return std::nullopt;
+    return Watermark{static_cast<uint32_t>(std::stoul((*item)["uidvalidity"].value("N", "0"))),
+                     static_cast<uint32_t>(std::stoul((*item)["last_uid"].value("N", "0")))};
+  });
+}
+
+std::map<uint32_t, std::string> DynamoStateMirror::claim(uint32_t uidvalidity,
+                                                         const std::vector<MirrorClaim>& claims) {
+  return guarded([&] {
+    std::map<uint32_t, std::string> refused;  // uid -> the other writer's status
+    if (claims.empty()) return refused;
+    const size_t lanes = std::min(kLanes, claims.size());
+    while (lanes_.size() < lanes) lanes_.push_back(make_lane_());
+    std::vector<std::future<std::map<uint32_t, std::string>>> futures;
+    for (size_t lane = 0; lane < lanes; ++lane) {
+      futures.push_back(std::async(std::launch::async, [&, lane] {
+        std::map<uint32_t, std::string> lane_refused;
+        dynamo::DynamoClient& db = *lanes_[lane];
+        for (size_t i = lane; i < claims.size(); i += lanes) {
+          const MirrorClaim& c = claims[i];
+          if (db.put_if_absent(uid_item(uidvalidity, c, "PENDING"))) continue;
+          const auto existing = db.get(key_, uid_sk(uidvalidity, c.uid));
+          const std::string status = existing ? (*existing)["status"].value("S", "") : "";
+          // Our own PENDING item from an earlier, interrupted run is ours to continue with.
+          if (status != "PENDING" || (*existing)["rfc822_sha256"].value("S", "") != c.sha256_hex)
+            lane_refused[c.uid] = status.empty() ? "unknown" : status;
+        }
+        return lane_refused;
+      }));
+    }
+    // Every lane is waited for, also when one fails: they use `claims` and `lanes_`.
+    std::exception_ptr failure;
+    for (auto& future : futures) {
+      try {
+        refused.merge(future.get());
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    return refused;
+  });
+}
+
+void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorClaim>& done,
+                               const std::vector<MirrorFailure>& failures) {
+  guarded([&] {
+    std::vector<json> items;
+    for (const auto& c : done) items.push_back(uid_item(uidvalidity, c, "DONE"));
+    for (const auto& f : failures)
+      items.push_back({{"PK", S(key_)},
+                       {"SK", S(fail_sk(uidvalidity, f.uid))},
+                       {"last_error", S(f.error)},
+                       {"retry_count", N(f.retry_count)},
+                       {"updated_at", S(iso8601(now_()))},
+                       {"ttl", expiry()}});
+    if (!items.empty()) main_.batch_put(items);
+  });
+}
+
+void DynamoStateMirror::release(uint32_t uidvalidity, const std::vector<uint32_t>& uids) {
+  guarded([&] {
+    for (const uint32_t uid : uids) main_.remove_pending(key_, uid_sk(uidvalidity, uid));
+  });
+}
+
+void DynamoStateMirror::set_watermark(const Watermark& watermark) {
+  guarded([&] {
+    main_.put({{"PK", S(key_)},
+               {"SK", S("WATERMARK")},
+               {"uidvalidity", N(watermark.uidvalidity)},
+               {"last_uid", N(watermark.last_uid)},
+               {"updated_at", S(iso8601(now_()))}});
+  });
+}
+
+}  // namespace mailsync::sync

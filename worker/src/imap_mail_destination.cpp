@@ -1,0 +1,95 @@
+#include "mailsync/sync/imap_mail_destination.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "mailsync/sync/imap_login.hpp"
+#include "mailsync/sync/uid_set.hpp"
+#include "mailsync/util/sha256.hpp"
+
+namespace mailsync::sync {
+
+namespace {
+
+// Hashes bodies only (reconciliation's check that a found message is the one that was claimed).
+class HashSink final : public imap::FetchSink {
+ public:
+  void body_begin(uint32_t seq, uint64_t) override { partial_[seq] = util::Sha256(); }
+  void body_data(uint32_t seq, std::string_view bytes) override { partial_[seq].update(bytes); }
+  void fetched(const imap::FetchData& data) override {
+    const auto found = partial_.find(data.seq);
+    if (data.uid && data.body_section && found != partial_.end()) {
+      hashes[*data.uid] = util::to_hex(found->second.finish());
+      partial_.erase(found);
+    }
+  }
+  std::map<uint32_t, std::string> hashes;
+
+ private:
+  std::map<uint32_t, util::Sha256> partial_;
+};
+
+// SEARCH HEADER takes ASCII only, without CR/LF.
+bool searchable(const std::string& message_id) {
+  return message_id.find_first_of("\r\n") == std::string::npos &&
+         std::all_of(message_id.begin(), message_id.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+}  // namespace
+
+ImapMailDestination::ImapMailDestination(ImapPool& pool, std::string account,
+                                         oauth::Credential credential, oauth::TokenProvider& tokens)
+    : pool_(pool),
+      account_(std::move(account)),
+      credential_(std::move(credential)),
+      tokens_(tokens) {}
+
+imap::Client& ImapMailDestination::client() {
+  if (!client_) {
+    client_ = pool_.acquire(account_);
+    if (!client_->authenticated()) login_xoauth2(*client_, account_, credential_, tokens_);
+  }
+  return *client_;
+}
+
+MailDestination::Folder ImapMailDestination::ensure_folder(const std::string& folder, bool create) {
+  if (create) return client().create(folder) ? Folder::kCreated : Folder::kExists;
+  return client().list("", folder).empty() ? Folder::kMissing : Folder::kExists;
+}
+
+std::vector<imap::AppendOutcome> ImapMailDestination::append(
+    const std::string& folder, std::span<const imap::AppendMessage> messages) {
+  if (messages.empty()) return {};
+  return client().append_many(folder, messages);
+}
+
+// Found by Message-ID (else by size), then confirmed by SHA-256.
+std::vector<std::optional<uint32_t>> ImapMailDestination::find_arrivals(
+    const std::string& folder, const std::vector<PendingClaim>& claims) {
+  std::vector<std::optional<uint32_t>> found(claims.size());
+  if (claims.empty()) return found;
+  imap::Client& dest = client();
+  dest.examine(folder);
+  for (size_t i = 0; i < claims.size(); ++i) {
+    const PendingClaim& claim = claims[i];
+    std::vector<uint32_t> candidates;
+    if (claim.message_id && searchable(*claim.message_id))
+      candidates = dest.uid_search(imap::SearchCriteria::header("Message-ID", *claim.message_id));
+    else if (claim.size)
+      candidates = dest.uid_search(imap::SearchCriteria::size_between(*claim.size, *claim.size));
+    if (candidates.empty() || claim.sha256_hex.empty()) continue;
+    HashSink hashes;
+    dest.uid_fetch(uid_set(candidates), "(UID BODY.PEEK[])", hashes);
+    for (const auto& [uid, sha] : hashes.hashes)
+      if (sha == claim.sha256_hex) found[i] = uid;
+  }
+  return found;
+}
+
+void ImapMailDestination::close(bool reusable) {
+  if (client_ && reusable) pool_.release(account_, std::move(client_));
+  client_.reset();
+}
+
+}  // namespace mailsync::sync

@@ -1,0 +1,51 @@
+#include "mailsync/sync/progress_meter.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace mailsync::sync {
+
+ProgressMeter::ProgressMeter(int64_t total_messages, int64_t total_bytes, Steady started)
+    : total_messages_(total_messages),
+      total_bytes_(total_bytes),
+      started_(started),
+      last_write_(started),
+      last_log_(started) {}
+
+void ProgressMeter::add(int64_t messages, int64_t bytes) {
+  done_messages_ += messages;
+  done_bytes_ += bytes;
+}
+
+ProgressMeter::Due ProgressMeter::due(Steady now) {
+  Due due;
+  if (written_ && now - last_write_ < kWriteEvery) return due;
+  due.write = true;
+  written_ = true;
+  last_write_ = now;
+  if (now - last_log_ >= kLogEvery) {
+    due.log = true;
+    last_log_ = now;
+  }
+  return due;
+}
+
+Progress ProgressMeter::at(int64_t job_id, Steady now) const {
+  const double seconds = std::max(std::chrono::duration<double>(now - started_).count(), 1e-3);
+  const double rate = static_cast<double>(done_messages_) / seconds;
+  const double left = rate > 0 ? static_cast<double>(total_messages_ - done_messages_) / rate : 0.0;
+  return {job_id,      seconds,      done_messages_, total_messages_,
+          done_bytes_, total_bytes_, rate,           static_cast<int64_t>(left)};
+}
+
+std::string ProgressMeter::line(const Progress& p) {
+  char text[200];
+  std::snprintf(text, sizeof text,
+                "progress: %lld of %lld messages, %.1f of %.1f MB, %.0f msgs/s, about %lld s left",
+                static_cast<long long>(p.messages_done), static_cast<long long>(p.messages_total),
+                static_cast<double>(p.bytes_done) / 1e6, static_cast<double>(p.bytes_total) / 1e6,
+                p.rate_per_s, static_cast<long long>(p.eta_seconds));
+  return text;
+}
+
+}  // namespace mailsync::sync
