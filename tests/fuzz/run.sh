@@ -6,14 +6,16 @@
 #   tests/fuzz/run.sh imap_response 600      # ten minutes
 #   tests/fuzz/run.sh mutf7 600
 #   tests/fuzz/run.sh rfc822 600
+#   tests/fuzz/run.sh oauth_token 600
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-target=${1:?usage: run.sh imap_response|mutf7|rfc822 [SECONDS]}
+target=${1:?usage: run.sh imap_response|mutf7|rfc822|oauth_token [SECONDS]}
 seconds=${2:-600}
 case $target in
   imap_response) sources=(common/src/imap/parser.cpp common/src/util/strings.cpp) ;;
   mutf7) sources=(common/src/imap/utf7.cpp) ;;
   rfc822) sources=(common/src/mail/rfc822.cpp) ;;
+  oauth_token) sources=(common/src/oauth/token_response.cpp) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 dpkg-query -W -f='${Status}' clang libclang-rt-14-dev 2>/dev/null | grep -q "^install ok installed.*install ok installed$" ||

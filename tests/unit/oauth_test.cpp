@@ -46,6 +46,8 @@ TEST(TokenResponse, ClassifiesErrors) {
       {200, "not json", Kind::kTemporary},
       {400, R"({"error": "invalid_scope"})", Kind::kOther},
       {400, "[1, 2]", Kind::kOther},
+      {400, R"({"error": 5})", Kind::kOther},  // a non-string code: no code, never a throw
+      {503, R"({"error": {"code": 1}})", Kind::kTemporary},
   };
   for (const auto& c : cases) {
     const auto response = parse_token_response(c.status, c.body);

@@ -38,7 +38,10 @@ TokenResponse parse_token_response(long http_status, std::string_view body) {
 
   TokenError error;
   error.status = http_status;
-  error.error = doc.value("error", "");
+  // Only a string is an error code; anything else (a number, an object from a broken proxy) is
+  // no code at all. doc.value() would throw on a non-string (found by the oauth_token fuzzer).
+  if (const auto code = doc.find("error"); code != doc.end() && code->is_string())
+    error.error = code->get<std::string>();
   if (const auto description = doc.find("error_description");
       description != doc.end() && description->is_string())
     error.description = description->get<std::string>().substr(0, 300);

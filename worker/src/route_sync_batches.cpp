@@ -1,0 +1,289 @@
+// The batches of a route_sync run: prepare (fetch, dedupe, claim in Postgres and the mirror) on a
+// second thread while the batch before is committed (APPEND, finalize, mirror) on the run's own;
+// failures recorded with their next retry.
+
+#include <future>
+
+#include "mailsync/log.hpp"
+#include "mailsync/mail/rfc822.hpp"
+#include "mailsync/metrics.hpp"
+#include "mailsync/sync/message_retry.hpp"
+#include "route_sync_run.hpp"
+
+namespace mailsync::sync {
+
+namespace {
+
+// The claimed_elsewhere wait: another writer (the old Lambda) is copying the message.
+constexpr std::chrono::minutes kClaimedElsewhereWait{5};
+
+}  // namespace
+
+// Copies the plan's batches. Pipelined: while batch b is appended and finalized here, batch
+// b + 1 is fetched and claimed on a second thread (the source, the mirror's claim lanes, the
+// store under its lock), so the claims' round trips hide behind the APPEND. Returns true when
+// it stopped early (cancel).
+bool RouteSync::Run::copy(uint32_t uidvalidity, const std::vector<PlannedBatch>& plan, bool dedupe,
+                          WatermarkTracker& tracker, size_t total_messages) {
+  int64_t total_bytes = 0;
+  for (const auto& batch : plan) total_bytes += static_cast<int64_t>(batch.bytes);
+  ProgressMeter progress(static_cast<int64_t>(total_messages), total_bytes, Steady::now());
+  const BatchLimits limits{options.batch_messages, options.batch_bytes};
+  std::future<std::unique_ptr<Prepared>> next;
+  // A batch prepared ahead that will not be appended (the run failed or stops): its claims are
+  // given back.
+  auto settle_next = [&] {
+    if (!next.valid()) return;
+    try {
+      abandon(uidvalidity, *next.get());
+    } catch (const std::exception& e) {
+      log_line(spdlog::level::warn,
+               std::string("the next batch, prepared meanwhile, failed too: ") + e.what() +
+                   " (its claims stay PENDING and the next run reconciles them)");
+    }
+  };
+  for (size_t b = 0; b < plan.size(); ++b) {
+    std::unique_ptr<Prepared> current =
+        next.valid() ? next.get() : prepare(uidvalidity, plan[b].uids, dedupe);
+    if (b + 1 < plan.size() && may_overlap(plan[b], plan[b + 1], limits))
+      next = std::async(std::launch::async, [&, b, context = log::context()] {
+        const log::ContextScope scope(context);
+        return prepare(uidvalidity, plan[b + 1].uids, dedupe);
+      });
+    stats.fetched += static_cast<int>(current->messages.size());
+    stats.skipped += current->skipped;
+    report.would_copy.insert(report.would_copy.end(), current->would_copy.begin(),
+                             current->would_copy.end());
+    std::set<uint32_t> done;
+    try {
+      done = commit(uidvalidity, *current);
+    } catch (...) {
+      settle_next();
+      throw;
+    }
+    for (const uint32_t uid : done) tracker.handled(uid);
+    progress.add(static_cast<int64_t>(plan[b].uids.size()), static_cast<int64_t>(plan[b].bytes));
+    if (b + 1 < plan.size() && !options.dry_run) show_progress(progress);
+    if (const uint32_t mark = tracker.mark(); mark > 0) set_watermark(uidvalidity, mark);
+    current->phases.mark("watermark");
+    log_line(spdlog::level::debug, "batch of " + std::to_string(plan[b].uids.size()) + " (" +
+                                       std::to_string(plan[b].bytes) +
+                                       " bytes): " + current->phases.text);
+    if (cancel.load()) {
+      settle_next();  // stopped with a batch claimed but not appended
+      return true;
+    }
+  }
+  settle_next();
+  return false;
+}
+
+// Progress of a run with more to do: in the database (for `mailsync status`) after the first
+// batch and every 5 s, in the log every 10 s.
+void RouteSync::Run::show_progress(ProgressMeter& progress) {
+  const auto now = Steady::now();
+  const ProgressMeter::Due due = progress.due(now);
+  if (!due.write) return;
+  const Progress at = progress.at(job_id, now);
+  db([&](SyncStore& store) { store.set_progress(key, at); });
+  progress_written = true;
+  if (due.log)
+    log::event(spdlog::level::info, ProgressMeter::line(at),
+               {{"messages_done", at.messages_done},
+                {"messages_total", at.messages_total},
+                {"bytes_done", at.bytes_done},
+                {"bytes_total", at.bytes_total},
+                {"rate_per_s", static_cast<int64_t>(at.rate_per_s)},
+                {"eta_seconds", at.eta_seconds}});
+}
+
+// Fetch and claim one batch. Runs on a second thread while the main thread appends the batch
+// before, so it touches only the source, the mirror's claim() and (locked) the store.
+std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidvalidity,
+                                                                  const std::vector<uint32_t>& uids,
+                                                                  bool dedupe) {
+  auto p = std::make_unique<Prepared>();
+  p->messages = ports.source.fetch(uids);
+  p->phases.mark("fetch");
+
+  std::vector<const FetchedMessage*> to_copy;
+  if (dedupe) {
+    std::vector<uint64_t> ids;
+    for (const auto& m : p->messages)
+      if (m.gm_msgid) ids.push_back(*m.gm_msgid);
+    db([&](SyncStore& store) {
+      const auto copied_ids = store.copied_gm_msgids(key, ids);
+      for (const auto& m : p->messages) {
+        const bool copied = m.gm_msgid ? copied_ids.contains(*m.gm_msgid)
+                                       : store.copied_message(key, m.message_id, m.sha256_hex);
+        if (copied) {
+          ++p->skipped;
+          p->handled.insert(m.uid);
+        } else {
+          to_copy.push_back(&m);
+        }
+      }
+    });
+  } else {
+    for (const auto& m : p->messages) to_copy.push_back(&m);
+  }
+  if (options.dry_run) {
+    for (const FetchedMessage* m : to_copy)
+      p->would_copy.push_back("UID " + std::to_string(m->uid) + " " +
+                              std::to_string(m->bytes.size()) + " bytes " +
+                              m->message_id.value_or("(no Message-ID)"));
+    return p;
+  }
+
+  std::vector<SyncStore::ClaimRequest> requests;
+  for (const FetchedMessage* m : to_copy)
+    requests.push_back(
+        {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
+  const auto claims =
+      db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, job_id); });
+  p->phases.mark("claim");
+  std::vector<const FetchedMessage*> claimed;
+  std::vector<MirrorClaim> mirror_claims;
+  for (const FetchedMessage* m : to_copy) {
+    const auto& state = claims.at(m->uid);
+    if (state.kind == ClaimState::Kind::kDone) {
+      ++p->skipped;
+      p->handled.insert(m->uid);
+    } else if (state.kind == ClaimState::Kind::kClaimed) {
+      claimed.push_back(m);
+      mirror_claims.push_back({m->uid, m->message_id, m->sha256_hex});
+    }
+    // kPending: claimed by a run in flight elsewhere (run-once beside a worker); left alone, and
+    // the watermark waits for it.
+  }
+  const auto refused = ports.mirror.claim(uidvalidity, mirror_claims);
+  p->phases.mark("mirror claims");
+  for (const FetchedMessage* m : claimed) {
+    if (const auto other = refused.find(m->uid); other != refused.end()) {
+      if (other->second == "DONE") {  // another writer (the old Lambda) copied it
+        p->copied.push_back({m->uid, std::nullopt, std::nullopt, m->message_id, m->sha256_hex,
+                             static_cast<int64_t>(m->bytes.size()), std::nullopt, m->gm_msgid});
+        ++p->skipped;
+      } else {
+        p->failures.push_back({m->uid, "claimed_elsewhere",
+                               "another writer holds the DynamoDB claim (" + other->second + ")",
+                               false, options.now() + kClaimedElsewhereWait, m->message_id,
+                               static_cast<int64_t>(m->bytes.size())});
+      }
+      continue;
+    }
+    p->appending.push_back(m);
+  }
+  return p;
+}
+
+// A prepared batch that will not be appended (the run stops): its claims are given back, so the
+// next run copies those messages without a destination search first.
+void RouteSync::Run::abandon(uint32_t uidvalidity, const Prepared& p) {
+  std::vector<uint32_t> uids;
+  for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
+  if (uids.empty()) return;
+  db([&](SyncStore& store) { store.release(key, uidvalidity, uids); });
+  ports.mirror.release(uidvalidity, uids);
+}
+
+// APPEND -> finalize (Postgres, then the mirror). Returns the UIDs now handled (DONE, skipped
+// or recorded as failures); UIDs left PENDING are not.
+std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
+  std::set<uint32_t> handled = p.handled;
+  if (options.dry_run) return handled;
+  std::vector<Copied>& copied = p.copied;
+  std::vector<Failure>& failures = p.failures;
+  p.phases.last = Steady::now();
+  std::vector<imap::AppendMessage> messages;
+  for (const FetchedMessage* m : p.appending) {
+    imap::AppendMessage message{m->bytes, {}, m->internaldate};
+    if (route.mark_seen) message.flags.push_back("\\Seen");
+    messages.push_back(message);
+  }
+  std::vector<imap::AppendOutcome> outcomes;
+  try {
+    outcomes = ports.destination.append(route.target_folder, messages);
+  } catch (const std::exception&) {
+    // The connection broke mid-batch: what was appended is unknown. The claims stay PENDING and
+    // the next run reconciles them before appending anything again.
+    connections_reusable = false;
+    db([&](SyncStore& store) {
+      store.finalize(key, uidvalidity, copied);
+      record_failures(store, uidvalidity, failures);
+    });
+    throw;
+  }
+  p.phases.mark("append");
+  std::vector<uint32_t> released;
+  std::vector<MirrorClaim> mirror_done;
+  for (size_t i = 0; i < p.appending.size(); ++i) {
+    const FetchedMessage& m = *p.appending[i];
+    if (const auto* ok = std::get_if<imap::AppendResult>(&outcomes[i])) {
+      std::optional<TimePoint> date;
+      if (m.internaldate)
+        if (const auto parsed = mail::parse_internaldate(*m.internaldate)) date = parsed->instant;
+      copied.push_back({m.uid, ok->uidvalidity, ok->uid, m.message_id, m.sha256_hex,
+                        static_cast<int64_t>(m.bytes.size()), date, m.gm_msgid});
+      mirror_done.push_back({m.uid, m.message_id, m.sha256_hex});
+      ++stats.appended;
+      stats.bytes += static_cast<int64_t>(m.bytes.size());
+    } else {
+      const auto& error = std::get<imap::ImapError>(outcomes[i]);
+      const imap::ErrorClass judged = imap::classify(error);
+      const bool permanent = judged.kind == imap::ErrorClass::Kind::kPermanent;
+      failures.push_back(
+          {m.uid, judged.reason, error.what(), permanent,
+           permanent ? std::nullopt : std::optional(options.now() + judged.retry_after),
+           m.message_id, static_cast<int64_t>(m.bytes.size())});
+      released.push_back(m.uid);
+      last_message_error = error.what();
+      log_line(permanent ? spdlog::level::err : spdlog::level::warn,
+               "UID " + std::to_string(m.uid) + " not copied (" +
+                   (permanent ? "permanent" : "will retry") + "): " + error.what());
+    }
+  }
+  // Postgres first (the truth), then the mirror.
+  const std::map<uint32_t, int> retries = db([&](SyncStore& store) {
+    store.finalize(key, uidvalidity, copied);
+    store.release(key, uidvalidity, released);
+    return record_failures(store, uidvalidity, failures);
+  });
+  p.phases.mark("finalize");
+  std::vector<MirrorFailure> mirror_failed;
+  for (const auto& f : failures)
+    mirror_failed.push_back({f.uid, f.error, retries.contains(f.uid) ? retries.at(f.uid) : 0});
+  ports.mirror.release(uidvalidity, released);
+  ports.mirror.record(uidvalidity, mirror_done, mirror_failed);
+  p.phases.mark("mirror done");
+  stats.failed += static_cast<int>(failures.size());
+  failed_messages += static_cast<int>(failures.size());
+  for (const auto& f : failures)
+    metrics::of(metrics::get().message_failures, "reason", f.reason).Increment();
+  publish_counts();
+  for (const auto& c : copied) handled.insert(c.uid);
+  for (const auto& f : failures) handled.insert(f.uid);
+  return handled;
+}
+
+// The failures with their next retry (one rule: next_message_retry_at, from the retry count so
+// far and the earliest time the server or the run asked for, carried in next_retry_at).
+std::map<uint32_t, int> RouteSync::Run::record_failures(SyncStore& store, uint32_t uidvalidity,
+                                                        std::vector<Failure>& failures) {
+  if (failures.empty()) return {};
+  std::vector<uint32_t> uids;
+  for (const auto& f : failures) uids.push_back(f.uid);
+  const std::map<uint32_t, int> before = store.failure_retry_counts(key, uidvalidity, uids);
+  const TimePoint now = options.now();
+  for (auto& f : failures) {
+    if (f.permanent) continue;
+    const auto seen = before.find(f.uid);
+    const int retry_count = seen == before.end() ? 0 : seen->second + 1;
+    const auto hint =
+        std::chrono::duration_cast<std::chrono::milliseconds>(f.next_retry_at.value_or(now) - now);
+    f.next_retry_at = next_message_retry_at(now, retry_count, hint);
+  }
+  return store.record_failures(key, uidvalidity, failures);
+}
+
+}  // namespace mailsync::sync
