@@ -55,6 +55,13 @@ std::unique_ptr<Client> Client::connect(const ClientOptions& options) {
   return client;
 }
 
+std::unique_ptr<Client> Client::over(std::unique_ptr<net::Stream> stream,
+                                     const ClientOptions& options) {
+  std::unique_ptr<Client> client(new Client(std::move(stream), options));
+  client->read_greeting();
+  return client;
+}
+
 void Client::read_greeting() {
   Response greeting = read_response();
   const auto* status = std::get_if<StatusResponse>(&greeting);

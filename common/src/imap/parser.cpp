@@ -1,3 +1,10 @@
+// The IMAP response parser (RFC 3501 section 9, with UIDPLUS, ESEARCH and X-GM-MSGID items):
+// the grammar over one complete response (Cursor and the parse_* functions), then the framer that
+// finds where a response ends across CRLF and literals (parse_response, ResponseParser).
+// Over 400 lines on purpose, for now: the framer and the grammar share the literal and atom
+// helpers at the top, and the fuzz target builds this one file; the seam is the "framing" line
+// below if it is ever split (parser_framer.cpp / parser_grammar.cpp with a detail header).
+
 #include "mailsync/imap/parser.hpp"
 
 #include <algorithm>

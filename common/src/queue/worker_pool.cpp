@@ -1,3 +1,10 @@
+// The worker pool: producer (claims, heartbeats, LISTEN), executors (run handlers, cancel on
+// lost lease or shutdown), completer (finishes attempts in batches), and the handler registry.
+// Over 400 lines on purpose, for now: the three threads share one Impl (slots, queues, the
+// shutdown protocol) whose invariants read best in one place; splitting it into producer /
+// executor / completer files comes with WorkerPool::run_once() and store factories (issue
+// "route_sync in parts", item 4, not done yet).
+
 #include "mailsync/queue/worker_pool.hpp"
 
 #include <spdlog/spdlog.h>

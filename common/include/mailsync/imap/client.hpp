@@ -96,6 +96,10 @@ class Client {
  public:
   // Connects and reads the greeting. A BYE greeting throws ImapError.
   static std::unique_ptr<Client> connect(const ClientOptions& options);
+  // Over a stream that is already connected (go-imap's imapclient.New(conn)): reads the greeting.
+  // For tests over in-memory streams and for transports made elsewhere.
+  static std::unique_ptr<Client> over(std::unique_ptr<net::Stream> stream,
+                                      const ClientOptions& options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -1,0 +1,94 @@
+// The IMAP client over an in-memory stream with a scripted server (imap::Client::over): how it
+// talks to a server shaped like Outlook.com (no MULTIAPPEND, LITERAL+), without any server started.
+
+#include <gtest/gtest.h>
+
+#include "mailsync/imap/client.hpp"
+#include "support/scripted_imap_stream.hpp"
+
+namespace mailsync::imap {
+namespace {
+
+using testing::ScriptedCommand;
+using testing::ScriptedImapStream;
+
+// Outlook.com's capabilities after login (public client projects' captures; see issue 12).
+constexpr const char* kOutlookGreeting =
+    "* OK [CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT "
+    "CHILDREN IDLE NAMESPACE LITERAL+] The Microsoft Exchange IMAP4 service is ready.\r\n";
+
+struct Scripted {
+  ScriptedImapStream* stream;
+  std::unique_ptr<Client> client;
+};
+
+Scripted connect(std::string greeting, ScriptedImapStream::Server server) {
+  auto stream = std::make_unique<ScriptedImapStream>(std::move(greeting), std::move(server));
+  ScriptedImapStream* raw = stream.get();
+  return {raw, Client::over(std::move(stream))};
+}
+
+TEST(ImapClientScripted, WithoutMultiappendEachMessageIsItsOwnAppendAndKeepsItsOwnOutcome) {
+  int appended = 0;
+  auto s = connect(kOutlookGreeting, [&](const ScriptedCommand& c) -> std::string {
+    if (!c.line.starts_with("APPEND")) return c.tag + " BAD unexpected\r\n";
+    if (c.literals.at(0).find("big") != std::string::npos)
+      return c.tag + " NO Maximum size of appendable message has been exceeded.\r\n";
+    return c.tag + " OK [APPENDUID 5 " + std::to_string(10 + appended++) +
+           "] APPEND completed.\r\n";
+  });
+  const std::string a = "Subject: a\r\n\r\na\r\n", big = "Subject: big\r\n\r\nbig\r\n",
+                    b = "Subject: b\r\n\r\nb\r\n";
+  const std::vector<AppendMessage> messages{{a}, {big}, {b}};
+  const auto outcomes = s.client->append_many("Gmail/alice", messages);
+  ASSERT_EQ(s.stream->commands.size(), 3u) << "no MULTIAPPEND: one APPEND per message";
+  for (const auto& c : s.stream->commands) {
+    EXPECT_EQ(c.literals.size(), 1u);
+    EXPECT_NE(c.line.find("+}"), std::string::npos) << "LITERAL+: " << c.line;
+  }
+  EXPECT_EQ(s.stream->commands[0].literals[0], a) << "the bytes as given";
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(std::get<AppendResult>(outcomes[0]).uid, 10u);
+  const auto& refused = std::get<ImapError>(outcomes[1]);
+  EXPECT_EQ(refused.status(), Status::kNo);
+  EXPECT_NE(refused.text().find("Maximum size of appendable message"), std::string::npos);
+  EXPECT_EQ(std::get<AppendResult>(outcomes[2]).uid, 11u);
+  EXPECT_EQ(std::get<AppendResult>(outcomes[2]).uidvalidity, 5u);
+}
+
+TEST(ImapClientScripted, AnAppendWithoutAppenduidIsStoredWithItsUidUnknown) {
+  auto s = connect(kOutlookGreeting,
+                   [](const ScriptedCommand& c) { return c.tag + " OK APPEND completed.\r\n"; });
+  const std::string m = "Subject: m\r\n\r\nm\r\n";
+  const auto outcomes = s.client->append_many("Gmail/alice", std::vector<AppendMessage>{{m}});
+  const auto& ok = std::get<AppendResult>(outcomes.at(0));
+  EXPECT_FALSE(ok.uid.has_value());
+}
+
+TEST(ImapClientScripted, ExamineReadsUidvalidityAndUidnext) {
+  auto s = connect("* OK ready\r\n", [](const ScriptedCommand& c) {
+    return "* 3 EXISTS\r\n* OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 9] next\r\n" + c.tag +
+           " OK [READ-ONLY] EXAMINE completed\r\n";
+  });
+  const MailboxInfo inbox = s.client->examine("INBOX");
+  EXPECT_EQ(s.stream->commands.at(0).line, "EXAMINE INBOX");
+  EXPECT_EQ(inbox.uidvalidity, 42u);
+  EXPECT_EQ(inbox.uidnext, 9u);
+  EXPECT_EQ(inbox.exists, 3u);
+  EXPECT_TRUE(inbox.read_only);
+}
+
+TEST(ImapClientScripted, AByeGreetingIsAnImapErrorWithTheServersWords) {
+  try {
+    Client::over(
+        std::make_unique<ScriptedImapStream>("* BYE Too many simultaneous connections\r\n",
+                                             [](const ScriptedCommand&) { return std::string(); }));
+    FAIL() << "no error";
+  } catch (const ImapError& e) {
+    EXPECT_EQ(e.status(), Status::kBye);
+    EXPECT_NE(std::string(e.what()).find("Too many simultaneous connections"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace mailsync::imap
