@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of mailsync: installs what is missing, checks formatting, builds the debug and
-# the ASan+UBSan presets, starts the throwaway local stack, runs the unit and integration tests
-# under both builds, and stops the stack even when tests fail.
+# the ASan+UBSan presets, runs clang-tidy on the sources the last commit changed, starts the
+# throwaway local stack, runs the unit and integration tests under both builds, and stops the
+# stack even when tests fail.
 # Exits non-zero on any failure.
 #
 #   tests/run.sh                          everything (what CI runs)
@@ -26,6 +27,9 @@ for preset in $presets; do
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
 done
+
+step "clang-tidy on the sources the last change touched"
+MAILSYNC_TIDY_BUILD=build/$(set -- $presets; echo "$1") deploy/local/check-tidy.sh
 
 step "start the local stack"
 stack=$(deploy/local/up.sh)

@@ -50,7 +50,8 @@ int run_run_once(std::span<const std::string> args) {
   const auto dynamo_settings = dynamo::dynamo_options_from_env(loaded.settings.tls_ca_file);
   std::vector<std::string> problems = loaded.errors;
   problems.insert(problems.end(), dynamo_settings.errors.begin(), dynamo_settings.errors.end());
-  if (loaded.settings.database_url.empty()) problems.push_back("MAILSYNC_DATABASE_URL is not set");
+  if (loaded.settings.database_url.empty())
+    problems.emplace_back("MAILSYNC_DATABASE_URL is not set");
   for (const auto& warning : loaded.warnings)
     std::cerr << "mailsync run-once: warning: " << warning << "\n";
   if (!problems.empty()) {

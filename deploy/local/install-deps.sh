@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   # build
-  cmake ninja-build g++ pkg-config clang-format git
+  cmake ninja-build g++ pkg-config clang-format clang-tidy git
   libpqxx-dev libpq-dev libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libspdlog-dev
   libfmt-dev libboost-program-options-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev
   libgmock-dev libbenchmark-dev

@@ -121,6 +121,7 @@ void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorCla
                                const std::vector<MirrorFailure>& failures) {
   guarded([&] {
     std::vector<json> items;
+    items.reserve(done.size() + failures.size());
     for (const auto& c : done) items.push_back(uid_item(uidvalidity, c, "DONE"));
     for (const auto& f : failures)
       items.push_back({{"PK", S(key_)},

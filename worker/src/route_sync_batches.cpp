@@ -136,6 +136,7 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
   }
 
   std::vector<SyncStore::ClaimRequest> requests;
+  requests.reserve(to_copy.size());
   for (const FetchedMessage* m : to_copy)
     requests.push_back(
         {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
@@ -198,7 +199,7 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   std::vector<imap::AppendMessage> messages;
   for (const FetchedMessage* m : p.appending) {
     imap::AppendMessage message{m->bytes, {}, m->internaldate};
-    if (route.mark_seen) message.flags.push_back("\\Seen");
+    if (route.mark_seen) message.flags.emplace_back("\\Seen");
     messages.push_back(message);
   }
   std::vector<imap::AppendOutcome> outcomes;
@@ -251,6 +252,7 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   });
   p.phases.mark("finalize");
   std::vector<MirrorFailure> mirror_failed;
+  mirror_failed.reserve(failures.size());
   for (const auto& f : failures)
     mirror_failed.push_back({f.uid, f.error, retries.contains(f.uid) ? retries.at(f.uid) : 0});
   ports.mirror.release(uidvalidity, released);
@@ -272,6 +274,7 @@ std::map<uint32_t, int> RouteSync::Run::record_failures(SyncStore& store, uint32
                                                         std::vector<Failure>& failures) {
   if (failures.empty()) return {};
   std::vector<uint32_t> uids;
+  uids.reserve(failures.size());
   for (const auto& f : failures) uids.push_back(f.uid);
   const std::map<uint32_t, int> before = store.failure_retry_counts(key, uidvalidity, uids);
   const TimePoint now = options.now();

@@ -29,7 +29,7 @@ Client::Client(std::unique_ptr<net::Stream> stream, const ClientOptions& options
       parser_(options.limits),
       host_(options.host),
       port_(options.port),
-      read_buffer_(256 * 1024) {}
+      read_buffer_(size_t{256} * 1024) {}
 
 Client::~Client() = default;
 

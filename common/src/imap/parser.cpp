@@ -131,7 +131,7 @@ class Cursor {
     const size_t begin = pos_;
     uint64_t value = 0;
     while (is_digit(peek())) {
-      const uint64_t digit = static_cast<uint64_t>(peek() - '0');
+      const auto digit = static_cast<uint64_t>(peek() - '0');
       if (value > (UINT64_MAX - digit) / 10) fail("number too large");
       value = value * 10 + digit;
       ++pos_;
@@ -571,10 +571,10 @@ ParseOutcome parse_response(std::string_view input, const ParserLimits& limits) 
     const auto size = literal_size_before(input, line_end, cursor);
     cursor = line_end + 2;
     if (!size) {
-      static const std::vector<size_t> kNone;
-      static const std::vector<uint64_t> kNoSizes;
+      static const std::vector<size_t> no_streams;
+      static const std::vector<uint64_t> no_sizes;
       return {ParseOutcome::Kind::kDone, cursor,
-              parse_complete(input.substr(0, cursor), kNone, kNoSizes, limits)};
+              parse_complete(input.substr(0, cursor), no_streams, no_sizes, limits)};
     }
     if (*size > limits.max_literal)
       throw ParseError("literal of " + std::to_string(*size) + " bytes exceeds the limit of " +
@@ -611,7 +611,7 @@ void ResponseParser::scan() {
   for (;;) {
     if (literal_left_ > 0) {
       const size_t available = buffer_.size() - cursor_;
-      const size_t take = static_cast<size_t>(std::min<uint64_t>(literal_left_, available));
+      const auto take = static_cast<size_t>(std::min<uint64_t>(literal_left_, available));
       if (take == 0) break;
       if (literal_streamed_) {
         sink_->data(literal_seq_, std::string_view(buffer_).substr(cursor_, take));
