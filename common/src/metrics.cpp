@@ -1,14 +1,14 @@
 #include "mailsync/metrics.hpp"
 
-#include <arpa/inet.h>
+#include <arpa/inet.h>  // inet_pton: checking the listen address
 #include <civetweb.h>
 #include <prometheus/text_serializer.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+
+#include "mailsync/net/wake_listener.hpp"
 
 namespace mailsync::metrics {
 
@@ -243,23 +243,7 @@ Server::~Server() {
   // made once the flag is set wakes it at once, so stopping takes milliseconds, not seconds.
   std::thread waker([port = port_, address = state_->options.address] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const bool v6 = address.find(':') != std::string::npos;
-    const int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
-    if (v6) {
-      sockaddr_in6 to{};
-      to.sin6_family = AF_INET6;
-      to.sin6_port = htons(static_cast<uint16_t>(port));
-      inet_pton(AF_INET6, address == "::" ? "::1" : address.c_str(), &to.sin6_addr);
-      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    } else {
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_port = htons(static_cast<uint16_t>(port));
-      inet_pton(AF_INET, address == "0.0.0.0" ? "127.0.0.1" : address.c_str(), &to.sin_addr);
-      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
-    }
-    ::close(fd);
+    net::wake_listener(address, static_cast<uint16_t>(port));
   });
   mg_stop(state_->context);
   waker.join();

@@ -132,12 +132,22 @@ TEST_F(Worker, DrainReturnsAtOnceWhenOnlyLaterJobsRemain) {
   EXPECT_EQ(pool.counters().claimed, 0);
 }
 
+TEST_F(Worker, RunOnceClaimsOneBatchOfFreeSlotsRunsItToTheEndAndLeavesTheRest) {
+  enqueue(3);
+  WorkerPool pool(config(2, false), noop_only());
+  EXPECT_EQ(pool.run_once(), 2);
+  EXPECT_EQ(pool.counters().succeeded, 2);
+  EXPECT_EQ(succeeded_total(), "2") << "their finishes are recorded before it returns";
+  EXPECT_EQ(count("state = 'available'"), "1");
+  EXPECT_EQ(count("state = 'running'"), "0");
+}
+
 TEST_F(Worker, ANotificationWakesAnIdleWorkerLongBeforeItsNextPoll) {
   WorkerConfig c = config(2, false);
   c.poll_interval = seconds(60);
   WorkerPool pool(c, noop_only());
   std::thread runner([&] { pool.run(); });
-  std::this_thread::sleep_for(milliseconds(300));  // let it reach its wait
+  EXPECT_TRUE(wait_for([&] { return pool.counters().waits > 0; })) << "it never waited";
   enqueue(1);
   const bool done = wait_for([&] { return pool.counters().succeeded == 1; }, seconds(10));
   pool.stop();

@@ -145,6 +145,7 @@ struct WorkerPool::Impl {
   WorkerCounters counters;
   int wake_fd = -1;
   std::atomic<bool> stopping{false};
+  bool once = false;  // run_once(): one claim, then wait until it is all done
 
   std::mutex mutex;  // guards everything below
   std::condition_variable ready_cv;
@@ -487,6 +488,12 @@ void WorkerPool::stop() {
   impl_->wake();
 }
 
+int64_t WorkerPool::run_once() {
+  impl_->once = true;
+  run();
+  return impl_->counters.claimed.load();
+}
+
 void WorkerPool::run() {
   Impl& s = *impl_;
   const WorkerConfig& config = s.config;
@@ -502,6 +509,7 @@ void WorkerPool::run() {
   const milliseconds heartbeat_every = config.lease / 3;
   auto next_heartbeat = SteadyClock::now() + heartbeat_every;
   milliseconds backoff{200};
+  bool claimed_once = false;
   while (!s.stopping.load()) {
     try {
       if (!store) {
@@ -512,6 +520,11 @@ void WorkerPool::run() {
       if (SteadyClock::now() >= next_heartbeat) {
         s.heartbeat(*store);
         next_heartbeat = SteadyClock::now() + heartbeat_every;
+      }
+      if (s.once && claimed_once) {
+        if (s.idle()) break;
+        store->wait(std::min(heartbeat_every, milliseconds(50)), s.wake_fd);
+        continue;
       }
       int free_slots;
       {
@@ -527,12 +540,15 @@ void WorkerPool::run() {
         const bool full = static_cast<int>(jobs.size()) == free_slots;
         const bool none = jobs.empty();
         s.dispatch(jobs);
+        claimed_once = true;
+        if (s.once) continue;
         if (full) continue;  // more may be due
         if (none && config.drain && s.idle()) break;
       }
       const auto until_heartbeat =
           std::chrono::duration_cast<milliseconds>(next_heartbeat - SteadyClock::now()) +
           milliseconds(1);
+      s.counters.waits.fetch_add(1);
       store->wait(std::clamp(until_heartbeat, milliseconds(1), config.poll_interval), s.wake_fd);
       backoff = milliseconds(200);
     } catch (const postgres::DatabaseUnavailable& e) {

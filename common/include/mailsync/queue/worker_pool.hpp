@@ -72,6 +72,9 @@ struct WorkerCounters {
   std::atomic<int64_t> cancelled{0};
   std::atomic<int64_t> lost{0};      // leases lost (rescued elsewhere) before finishing
   std::atomic<int64_t> released{0};  // given back at shutdown
+  // Test signal (River's testSignals): how often the producer went to wait for a notification or
+  // the poll, LISTEN already in place; a test waits for it instead of sleeping.
+  std::atomic<int64_t> waits{0};
 };
 
 // Claims jobs with FOR UPDATE SKIP LOCKED into its free slots and runs them on `concurrency`
@@ -88,6 +91,10 @@ class WorkerPool {
   // Runs until stop() (then shuts down gracefully) or, with drain, until nothing is due. Throws
   // postgres::DatabaseUnavailable when the database cannot be reached at start.
   void run();
+  // One claim of as many due jobs as there are free slots, run to completion and recorded; then
+  // the pool shuts down as run() does. Returns how many jobs it claimed. For tests, like the
+  // scheduler's run_once (STYLE rule 5); a pool runs either run() or run_once(), once.
+  int64_t run_once();
 
   // Idempotent and async-signal-safe (an atomic store and a write(2)), so a signal handler may
   // call it.
