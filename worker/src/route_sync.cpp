@@ -29,11 +29,10 @@ RouteSync::RouteSync(const config::Route& route, SyncPorts ports, SyncOptions op
     : route_(route), ports_(ports), options_(std::move(options)) {}
 
 SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
-  const std::string key = route_.key();
+  Run run{route_, ports_, options_, job_id, cancel};
   // Inside a worker the job's context is in place already; run-once gets a run id here.
   const log::ContextScope log_context(
-      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, key});
-  Run run{route_, ports_, options_, job_id, cancel};
+      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, run.key});
   struct Finally {
     Run& run;
     ~Finally() { run.finish(); }
@@ -73,7 +72,7 @@ SyncReport RouteSync::Run::execute() {
   }
   const std::vector<PlannedBatch> plan =
       cut_batches(present, sizes, {options.batch_messages, options.batch_bytes});
-  const bool stopped = copy(inbox.uidvalidity, plan, start.dedupe, tracker, present.size());
+  const bool stopped = copy(inbox.uidvalidity, plan, start.dedupe, tracker);
   if (candidates.empty() && (tracker.floor() > 0 || !start.watermark))
     set_watermark(inbox.uidvalidity, tracker.floor());
   if (stopped) return ended(SyncOutcome::kStopped, "stopped between batches (shutdown)");

@@ -24,10 +24,13 @@ constexpr std::chrono::minutes kClaimedElsewhereWait{5};
 // store under its lock), so the claims' round trips hide behind the APPEND. Returns true when
 // it stopped early (cancel).
 bool RouteSync::Run::copy(uint32_t uidvalidity, const std::vector<PlannedBatch>& plan, bool dedupe,
-                          WatermarkTracker& tracker, size_t total_messages) {
-  int64_t total_bytes = 0;
-  for (const auto& batch : plan) total_bytes += static_cast<int64_t>(batch.bytes);
-  ProgressMeter progress(static_cast<int64_t>(total_messages), total_bytes, Steady::now());
+                          WatermarkTracker& tracker) {
+  int64_t total_messages = 0, total_bytes = 0;
+  for (const auto& batch : plan) {
+    total_messages += static_cast<int64_t>(batch.uids.size());
+    total_bytes += static_cast<int64_t>(batch.bytes);
+  }
+  ProgressMeter progress(total_messages, total_bytes, Steady::now());
   const BatchLimits limits{options.batch_messages, options.batch_bytes};
   std::future<std::unique_ptr<Prepared>> next;
   // A batch prepared ahead that will not be appended (the run failed or stops): its claims are

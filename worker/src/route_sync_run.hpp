@@ -83,7 +83,7 @@ struct RouteSync::Run {
 
   // the batches (route_sync_batches.cpp)
   bool copy(uint32_t uidvalidity, const std::vector<PlannedBatch>& plan, bool dedupe,
-            WatermarkTracker& tracker, size_t total_messages);
+            WatermarkTracker& tracker);
   void show_progress(ProgressMeter& progress);
   std::unique_ptr<Prepared> prepare(uint32_t uidvalidity, const std::vector<uint32_t>& uids,
                                     bool dedupe);
