@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     });
     queue::KindConfig route_sync;
     route_sync.record_attempts = true;
-    route_sync.retry = {std::chrono::seconds(30), 2.0, std::chrono::minutes(30), 0.2};
+    route_sync.retry = sync::route_sync_retry_policy();
     route_sync.handler = [&](queue::JobContext& context) -> queue::JobResult {
       // One store and one DynamoDB client per executor thread.
       thread_local std::unique_ptr<sync::SyncStore> store;
@@ -137,7 +137,9 @@ int main(int argc, char** argv) {
         if (!dynamo_client) dynamo_client = std::make_unique<dynamo::DynamoClient>(*dynamo_options);
         sync::LiveRouteSync sync(loaded->settings, *found->second, *tokens, *store, *dynamo_client,
                                  *outlook, {}, gmail.get());
-        return sync.run(context.job.id, context.cancel_flag).result;
+        const sync::RunLease lease{{context.job.id, context.job.attempt, context.lease.owner()},
+                                   [&context] { return context.lease.fresh(); }};
+        return sync.run(lease, context.cancel_flag).result;
       } catch (const postgres::DatabaseUnavailable&) {
         store.reset();  // reconnect on the next job
         throw;

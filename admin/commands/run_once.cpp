@@ -1,7 +1,10 @@
 // `mailsync run-once [--dry-run] [--route KEY]`: the route_sync pipeline inline, without the queue.
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "commands/commands.hpp"
 #include "commands/support.hpp"
@@ -9,6 +12,7 @@
 #include "mailsync/config/config.hpp"
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/log.hpp"
+#include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 
 namespace mailsync::admin {
@@ -28,15 +32,23 @@ int exit_code_for(sync::SyncOutcome outcome) {
   }
 }
 
+// The lease owner run-once's attempts are recorded under, as a worker's "host:pid:...".
+std::string run_once_owner() {
+  char host[256] = "host";
+  ::gethostname(host, sizeof host - 1);
+  return std::string("run-once:") + host + ":" + std::to_string(::getpid());
+}
+
 }  // namespace
 
 int run_run_once(std::span<const std::string> args) {
   po::options_description options(
       "Usage: mailsync run-once [--dry-run] [--route KEY]\n"
       "Syncs every enabled route (or one) now, in this process, exactly as a worker would.\n"
-      "--dry-run lists what would be copied and changes nothing. Exit codes: 0 ok, 1 a route\n"
-      "failed, 2 configuration, 3 DynamoDB gate closed (nothing was touched), 4 "
-      "database.\n\nOptions");
+      "Each route runs as its route_sync job, under a lease, like a worker's attempt: a route a\n"
+      "worker is syncing right now is left alone (exit 5). --dry-run lists what would be copied\n"
+      "and changes nothing. Exit codes: 0 ok, 1 a route failed, 2 configuration, 3 DynamoDB gate\n"
+      "closed (nothing was touched), 4 database, 5 a route was busy.\n\nOptions");
   options.add_options()("help,h", "show this help")(
       "dry-run", "list what would be copied; copy nothing")("route", po::value<std::string>(),
                                                             "route key or Gmail address");
@@ -89,12 +101,32 @@ int run_run_once(std::span<const std::string> args) {
     sync::SyncOptions sync_options;
     sync_options.dry_run = vm.count("dry-run") > 0;
     const std::atomic<bool> never{false};
+    const std::string owner = run_once_owner();
     int exit = exit_code::kOk;
     for (const config::Route* route : routes) {
       const auto start = std::chrono::steady_clock::now();
+      // A dry run writes nothing and needs no lease.
+      std::optional<queue::LeaseKeeper> keeper;
+      if (!sync_options.dry_run) {
+        try {
+          keeper.emplace(loaded.settings.database_url, owner, route->key());
+        } catch (const queue::RouteBusy& e) {
+          std::cout << route->gmail_email << " -> " << route->target_folder
+                    << ": busy: " << e.what() << "\n";
+          exit = std::max(exit, exit_code::kRouteBusy);
+          continue;
+        }
+      }
+      sync::RunLease lease;
+      if (keeper)
+        lease = {{keeper->job().id, keeper->job().attempt, owner},
+                 [&keeper] { return keeper->lease().fresh(); }};
+      const log::ContextScope log_context({log::new_run_id(), lease.fence.job_id, route->key()});
       const sync::SyncReport report =
           sync::LiveRouteSync(loaded.settings, *route, tokens, *store, dynamo, pool, sync_options)
-              .run(0, never);
+              .run(lease, keeper ? keeper->lost() : never);
+      if (keeper)
+        keeper->finish(report.result, log::context().run_id, sync::route_sync_retry_policy());
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const auto& stats = report.result.stats;

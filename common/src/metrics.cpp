@@ -71,6 +71,12 @@ Metrics::Metrics()
                         .Help("Jobs stopped before any IMAP work because DynamoDB was unavailable")
                         .Register(*registry)
                         .Add({})),
+      leases_lost(BuildCounter()
+                      .Name("mailsync_route_sync_leases_lost_total")
+                      .Help("route_sync runs stopped because their job's lease was rescued or not "
+                            "renewed in time (nothing more appended)")
+                      .Register(*registry)
+                      .Add({})),
       token_refreshes(BuildCounter()
                           .Name("mailsync_token_refreshes_total")
                           .Help("OAuth access tokens obtained from a refresh token, by provider")

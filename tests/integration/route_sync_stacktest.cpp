@@ -18,6 +18,7 @@
 #include "mailsync/mail/rfc822.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/postgres/migrator.hpp"
+#include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/queue/route_store.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/message_retry.hpp"
@@ -120,7 +121,17 @@ class RouteSyncTest : public ::testing::Test {
   sync::SyncReport run(const config::Route& route, dynamo::DynamoClient* dynamo = nullptr) {
     sync::LiveRouteSync sync(settings_, route, tokens_, *store_, dynamo ? *dynamo : *dynamo_,
                              pool_);
-    return sync.run(1, never_);
+    return leased_run(sync, route);
+  }
+  // As run-once runs a route: as its route_sync job, under a lease, the attempt recorded.
+  sync::SyncReport leased_run(sync::LiveRouteSync& sync, const config::Route& route,
+                              const std::atomic<bool>* cancel = nullptr) {
+    queue::LeaseKeeper keeper(db_.url(), "route_sync test", route.key());
+    const sync::RunLease lease{{keeper.job().id, keeper.job().attempt, "route_sync test"},
+                               [&keeper] { return keeper.lease().fresh(); }};
+    sync::SyncReport report = sync.run(lease, cancel ? *cancel : never_);
+    keeper.finish(report.result, "test", sync::route_sync_retry_policy());
+    return report;
   }
   std::unique_ptr<imap::Client> gmail_as(const std::string& user) {
     auto client = imap::Client::connect(mailsync::testing::imap_options(Server::kGmail));
@@ -289,12 +300,16 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
   // The crash: both claimed (Postgres), the first already in the destination, neither finalized.
   const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
   store_->ensure_route(route_);
-  store_->claim(
-      route_.key(), uidvalidity,
-      {{1, "<crash1@x>", util::Sha256::hex_of(appended), static_cast<int64_t>(appended.size())},
-       {2, "<crash2@x>", util::Sha256::hex_of(not_appended),
-        static_cast<int64_t>(not_appended.size())}},
-      7);
+  {
+    // The attempt that crashed: it claimed under its lease, which ended with it.
+    queue::LeaseKeeper crashed(db_.url(), "crashed worker", route_.key());
+    store_->claim(
+        route_.key(), uidvalidity,
+        {{1, "<crash1@x>", util::Sha256::hex_of(appended), static_cast<int64_t>(appended.size())},
+         {2, "<crash2@x>", util::Sha256::hex_of(not_appended),
+          static_cast<int64_t>(not_appended.size())}},
+        {crashed.job().id, crashed.job().attempt, "crashed worker"});
+  }
   auto destination = outlook();
   destination->create(route_.target_folder);
   destination->append(route_.target_folder, {appended});
@@ -332,7 +347,7 @@ TEST_F(RouteSyncTest, MarkSeenCopiesMessagesAsRead) {
 TEST_F(RouteSyncTest, ADryRunListsAndCopiesNothing) {
   seed(mailsync::testing::message("Message-ID: <dry@x>\r\n", "x\r\n"));
   sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, {.dry_run = true});
-  const sync::SyncReport report = sync.run(1, never_);
+  const sync::SyncReport report = sync.run({}, never_);  // a dry run needs no lease
   ASSERT_EQ(report.would_copy.size(), 1u);
   EXPECT_NE(report.would_copy[0].find("<dry@x>"), std::string::npos);
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims"), "0");
@@ -390,8 +405,8 @@ TEST_F(RouteSyncTest, TheDestinationDroppingTheConnectionMidAppendLosesAndDuplic
   via_proxy.outlook_imap.port = proxy.port();
   sync::ImapPool proxied(
       [&] { return imap::Client::connect(sync::imap_options(via_proxy, via_proxy.outlook_imap)); });
-  const sync::SyncReport cut =
-      sync::LiveRouteSync(via_proxy, route_, tokens_, *store_, *dynamo_, proxied).run(1, never_);
+  sync::LiveRouteSync cut_sync(via_proxy, route_, tokens_, *store_, *dynamo_, proxied);
+  const sync::SyncReport cut = leased_run(cut_sync, route_);
   EXPECT_TRUE(proxy.cut());
   EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed)
       << "a dropped connection is retried later, not dead";
@@ -412,8 +427,9 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
   const mailsync::testing::EnvChanges env = process_env("warn");
   ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
             0);
-  mailsync::testing::ChildProcess worker(
-      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1"}, env);
+  mailsync::testing::ChildProcess worker({MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync",
+                                          "--concurrency", "1", "--lease-seconds", "2"},
+                                         env);
   const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";
   ASSERT_TRUE(mailsync::testing::wait_for([&] { return std::stoi(db_.query_value(done)) >= 200; }))
       << worker.read_err();
@@ -423,7 +439,18 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
   ASSERT_LT(done_at_kill, 1000)
       << "the worker finished before it was killed: nothing was interrupted";
 
-  // The next job (after the lease expired) picks up where the killed one stopped.
+  // While the killed attempt's lease lasts, the route is its own: run-once is refused.
+  const auto busy = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "run-once"}, env);
+  EXPECT_EQ(busy.exit_code, 5) << busy.out << busy.err;
+  EXPECT_NE(busy.out.find("is being synced by"), std::string::npos) << busy.out;
+  // Its lease expires and the scheduler's maintenance rescues the job; the next run (crash
+  // recovery's grace set to nothing here) picks up where the killed one stopped.
+  ASSERT_TRUE(mailsync::testing::wait_for([&] {
+    mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env);
+    return db_.query_value(
+               "SELECT count(*) FROM mailsync.job_attempts WHERE outcome = 'rescued'") == "1";
+  }));
+  settings_.reconcile_grace = std::chrono::seconds(0);
   const sync::SyncReport recovered = run(route_);
   ASSERT_EQ(recovered.result.outcome, queue::Outcome::kSucceeded) << recovered.result.error;
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
@@ -445,9 +472,8 @@ TEST_F(RouteSyncTest, PostgresGoingAwayMidSyncLosesAndDuplicatesNothing) {
       url.substr(0, port_at) + std::to_string(proxy.port()) + url.substr(url.find('/', port_at));
   auto fragile_store = sync::make_pg_sync_store(via_proxy, "route_sync test via proxy");
   try {
-    const sync::SyncReport cut =
-        sync::LiveRouteSync(settings_, route_, tokens_, *fragile_store, *dynamo_, pool_)
-            .run(1, never_);
+    sync::LiveRouteSync fragile(settings_, route_, tokens_, *fragile_store, *dynamo_, pool_);
+    const sync::SyncReport cut = leased_run(fragile, route_);
     EXPECT_NE(cut.result.outcome, queue::Outcome::kSucceeded);
   } catch (const postgres::DatabaseUnavailable&) {
     // what the worker sees: it reconnects and the job runs again
@@ -636,7 +662,7 @@ TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {
   std::atomic<bool> finished{false};
   std::thread runner([&] {
     sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
-    report = sync.run(1, never_);
+    report = leased_run(sync, route_);
     finished = true;
   });
   const std::string progress =
@@ -671,19 +697,21 @@ TEST_F(RouteSyncTest, ATransientFailureSeenAgainIsCountedAndStoredWithTheRetryTh
   const std::string wait =
       "SELECT round(extract(epoch FROM next_retry_at - now()) / 60) FROM mailsync.failures";
   EXPECT_TRUE(store_->failure_retry_counts(route_.key(), 1, {7}).empty());
+  queue::LeaseKeeper keeper(db_.url(), "route_sync test", route_.key());
+  const sync::Fence fence{keeper.job().id, keeper.job().attempt, "route_sync test"};
   for (int n = 0; n < 4; ++n) {
     const auto before = store_->failure_retry_counts(route_.key(), 1, {7});
     const int count = before.contains(7) ? before.at(7) + 1 : 0;
     EXPECT_EQ(count, n);
     throttled.next_retry_at = sync::next_message_retry_at(now, count);
-    EXPECT_EQ(store_->record_failures(route_.key(), 1, {throttled}).at(7), n);
+    EXPECT_EQ(store_->record_failures(fence, route_.key(), 1, {throttled}).at(7), n);
     EXPECT_EQ(db_.query_value(wait), std::to_string(1 << n)) << "retry " << n;
   }
   // Refused for good: never retried, whatever came before.
   sync::Failure refused = throttled;
   refused.permanent = true;
   refused.next_retry_at.reset();
-  EXPECT_EQ(store_->record_failures(route_.key(), 1, {refused}).at(7), 4);
+  EXPECT_EQ(store_->record_failures(fence, route_.key(), 1, {refused}).at(7), 4);
   EXPECT_EQ(db_.query_value("SELECT next_retry_at IS NULL AND permanent FROM mailsync.failures"),
             "t");
 }
@@ -698,7 +726,7 @@ TEST_F(RouteSyncTest, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNext
   std::atomic<bool> finished{false};
   std::thread runner([&] {
     sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
-    report = sync.run(1, cancel);
+    report = leased_run(sync, route_, &cancel);
     finished = true;
   });
   const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";

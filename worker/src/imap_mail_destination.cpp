@@ -59,9 +59,10 @@ MailDestination::Folder ImapMailDestination::ensure_folder(const std::string& fo
 }
 
 std::vector<imap::AppendOutcome> ImapMailDestination::append(
-    const std::string& folder, std::span<const imap::AppendMessage> messages) {
+    const std::string& folder, std::span<const imap::AppendMessage> messages,
+    const std::function<bool()>& may_send) {
   if (messages.empty()) return {};
-  return client().append_many(folder, messages);
+  return client().append_many(folder, messages, may_send);
 }
 
 // Found by Message-ID (else by size), then confirmed by SHA-256.

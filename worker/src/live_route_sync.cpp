@@ -46,9 +46,11 @@ LiveRouteSync::LiveRouteSync(const config::Settings& settings, const config::Rou
       dynamo_(dynamo),
       outlook_(outlook),
       options_(std::move(options)),
-      gmail_(gmail) {}
+      gmail_(gmail) {
+  options_.reconcile_grace = settings.reconcile_grace;
+}
 
-SyncReport LiveRouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
+SyncReport LiveRouteSync::run(const RunLease& lease, const std::atomic<bool>& cancel) {
   // Without a worker's pool, a pool for this run alone: its connection closes when the run ends.
   ImapPool own_gmail(
       [this] { return imap::Client::connect(imap_options(settings_, settings_.gmail_imap)); });
@@ -57,7 +59,7 @@ SyncReport LiveRouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
   ImapMailDestination destination(outlook_, route_.outlook_email, outlook_credential(settings_),
                                   tokens_);
   DynamoStateMirror mirror(dynamo_, route_.key(), options_.dynamo_ttl, options_.now);
-  return RouteSync(route_, {source, destination, store_, mirror}, options_).run(job_id, cancel);
+  return RouteSync(route_, {source, destination, store_, mirror}, options_).run(lease, cancel);
 }
 
 }  // namespace mailsync::sync

@@ -16,6 +16,8 @@ std::string_view to_string(SyncOutcome outcome) {
       return "folder_missing";
     case SyncOutcome::kThrottled:
       return "throttled";
+    case SyncOutcome::kLeaseLost:
+      return "lease_lost";
     case SyncOutcome::kFailed:
       return "failed";
   }
@@ -42,6 +44,7 @@ queue::JobResult to_job_result(SyncOutcome outcome, const std::string& error, Ti
     case SyncOutcome::kFolderMissing:
       result = queue::JobResult::dead(error);
       break;
+    case SyncOutcome::kLeaseLost:  // recorded only if the lease is somehow still ours
     case SyncOutcome::kFailed:
       result = queue::JobResult::failed(error);
       break;

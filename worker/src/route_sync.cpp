@@ -28,11 +28,11 @@ void log_line(spdlog::level::level_enum level, const std::string& text) {
 RouteSync::RouteSync(const config::Route& route, SyncPorts ports, SyncOptions options)
     : route_(route), ports_(ports), options_(std::move(options)) {}
 
-SyncReport RouteSync::run(int64_t job_id, const std::atomic<bool>& cancel) {
-  Run run{route_, ports_, options_, job_id, cancel};
+SyncReport RouteSync::run(const RunLease& lease, const std::atomic<bool>& cancel) {
+  Run run{route_, ports_, options_, lease, cancel};
   // Inside a worker the job's context is in place already; run-once gets a run id here.
   const log::ContextScope log_context(
-      {log::context().run_id.empty() ? log::new_run_id() : "", job_id, run.key});
+      {log::context().run_id.empty() ? log::new_run_id() : "", lease.fence.job_id, run.key});
   struct Finally {
     Run& run;
     ~Finally() { run.finish(); }
@@ -145,16 +145,19 @@ std::vector<uint32_t> RouteSync::Run::find_candidates(const StartPoint& start,
   return candidates;
 }
 
-// Claims left PENDING by a crash: found in the destination before anything is appended again
-// (invariant 3); DONE if they arrived, given back if not.
+// Claims left PENDING by a run that is over (crashed, or stopped with its connection broken):
+// taken over in one fenced statement (claims of an attempt that may still be appending stay its
+// own), then found in the destination before anything is appended again (invariant 3); DONE if
+// they arrived, given back if not.
 void RouteSync::Run::reconcile() {
-  const std::vector<PendingClaim> pending = ports.store.pending_claims(key);
+  const std::vector<PendingClaim> pending =
+      ports.store.adopt_pending(fence, key, options.reconcile_grace);
   if (pending.empty()) return;
   const auto arrivals = ports.destination.find_arrivals(route.target_folder, pending);
   for (size_t i = 0; i < pending.size(); ++i) {
     const PendingClaim& claim = pending[i];
     if (const auto found = arrivals[i]) {
-      ports.store.finalize(key, claim.uidvalidity,
+      ports.store.finalize(fence, key, claim.uidvalidity,
                            {{claim.uid, std::nullopt, *found, claim.message_id, claim.sha256_hex,
                              claim.size.value_or(0)}});
       ports.mirror.record(claim.uidvalidity, {{claim.uid, claim.message_id, claim.sha256_hex}}, {});
@@ -162,7 +165,7 @@ void RouteSync::Run::reconcile() {
                                         ": already in the destination as UID " +
                                         std::to_string(*found));
     } else {
-      ports.store.release(key, claim.uidvalidity, {claim.uid});
+      ports.store.release(fence, key, claim.uidvalidity, {claim.uid});
       ports.mirror.release(claim.uidvalidity, {claim.uid});
       log_line(spdlog::level::info, "reconciled UID " + std::to_string(claim.uid) +
                                         ": not in the destination; copying it again");
@@ -191,7 +194,7 @@ void RouteSync::Run::set_watermark(uint32_t uidvalidity, uint32_t last_uid) {
   if (stored_mark && stored_mark->uidvalidity == uidvalidity && stored_mark->last_uid >= last_uid)
     return;
   stored_mark = Watermark{uidvalidity, last_uid};
-  db([&](SyncStore& store) { store.set_watermark(key, {uidvalidity, last_uid}); });
+  db([&](SyncStore& store) { store.set_watermark(fence, key, {uidvalidity, last_uid}); });
   ports.mirror.set_watermark({uidvalidity, last_uid});
   report.watermark = last_uid;
 }
@@ -240,6 +243,15 @@ SyncReport RouteSync::Run::fail(SyncOutcome outcome, const std::string& label,
 SyncReport RouteSync::Run::guarded() {
   try {
     return execute();
+  } catch (const LeaseLost& e) {
+    // Another attempt owns the route now: nothing more is written for this one, not even the
+    // route's outcome; the connections may be mid-command.
+    connections_reusable = false;
+    metrics::get().leases_lost.Increment();
+    publish_counts();
+    log::event(spdlog::level::warn, std::string("route_sync lease_lost: ") + e.what(),
+               counts("lease_lost"));
+    return ended(SyncOutcome::kLeaseLost, e.what());
   } catch (const MirrorUnavailable& e) {
     metrics::get().gate_failures.Increment();
     return fail(SyncOutcome::kGateClosed, "gate_unavailable", e.what());

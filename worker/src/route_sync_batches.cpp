@@ -144,7 +144,7 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
     requests.push_back(
         {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
   const auto claims =
-      db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, job_id); });
+      db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, fence); });
   p->phases.mark("claim");
   std::vector<const FetchedMessage*> claimed;
   std::vector<MirrorClaim> mirror_claims;
@@ -187,7 +187,7 @@ void RouteSync::Run::abandon(uint32_t uidvalidity, const Prepared& p) {
   std::vector<uint32_t> uids;
   for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
   if (uids.empty()) return;
-  db([&](SyncStore& store) { store.release(key, uidvalidity, uids); });
+  db([&](SyncStore& store) { store.release(fence, key, uidvalidity, uids); });
   ports.mirror.release(uidvalidity, uids);
 }
 
@@ -207,21 +207,24 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   }
   std::vector<imap::AppendOutcome> outcomes;
   try {
-    outcomes = ports.destination.append(route.target_folder, messages);
+    outcomes = ports.destination.append(route.target_folder, messages, lease.fresh);
   } catch (const std::exception&) {
     // The connection broke mid-batch: what was appended is unknown. The claims stay PENDING and
     // the next run reconciles them before appending anything again.
     connections_reusable = false;
     db([&](SyncStore& store) {
-      store.finalize(key, uidvalidity, copied);
+      store.finalize(fence, key, uidvalidity, copied);
       record_failures(store, uidvalidity, failures);
     });
     throw;
   }
   p.phases.mark("append");
+  // Fewer outcomes than messages: the lease went stale mid-batch and the rest were never sent.
+  const size_t sent = outcomes.size();
   std::vector<uint32_t> released;
   std::vector<MirrorClaim> mirror_done;
-  for (size_t i = 0; i < p.appending.size(); ++i) {
+  for (size_t i = sent; i < p.appending.size(); ++i) released.push_back(p.appending[i]->uid);
+  for (size_t i = 0; i < sent; ++i) {
     const FetchedMessage& m = *p.appending[i];
     if (const auto* ok = std::get_if<imap::AppendResult>(&outcomes[i])) {
       std::optional<TimePoint> date;
@@ -249,8 +252,8 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   }
   // Postgres first (the truth), then the mirror.
   const std::map<uint32_t, int> retries = db([&](SyncStore& store) {
-    store.finalize(key, uidvalidity, copied);
-    store.release(key, uidvalidity, released);
+    store.finalize(fence, key, uidvalidity, copied);
+    store.release(fence, key, uidvalidity, released);
     return record_failures(store, uidvalidity, failures);
   });
   p.phases.mark("finalize");
@@ -266,6 +269,11 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   for (const auto& f : failures)
     metrics::of(metrics::get().message_failures, "reason", f.reason).Increment();
   publish_counts();
+  if (sent < p.appending.size())
+    throw LeaseLost(
+        "the job's lease was not renewed in time: " + std::to_string(p.appending.size() - sent) +
+        " of " + std::to_string(p.appending.size()) +
+        " messages of the batch not sent (given back); stopped");
   for (const auto& c : copied) handled.insert(c.uid);
   for (const auto& f : failures) handled.insert(f.uid);
   return handled;
@@ -289,7 +297,7 @@ std::map<uint32_t, int> RouteSync::Run::record_failures(SyncStore& store, uint32
         std::chrono::duration_cast<std::chrono::milliseconds>(f.next_retry_at.value_or(now) - now);
     f.next_retry_at = next_message_retry_at(now, retry_count, hint);
   }
-  return store.record_failures(key, uidvalidity, failures);
+  return store.record_failures(fence, key, uidvalidity, failures);
 }
 
 }  // namespace mailsync::sync

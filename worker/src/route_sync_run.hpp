@@ -33,8 +33,10 @@ struct RouteSync::Run {
   const config::Route& route;
   SyncPorts ports;
   const SyncOptions& options;
-  int64_t job_id;
+  const RunLease& lease;
   const std::atomic<bool>& cancel;
+  const Fence& fence = lease.fence;
+  int64_t job_id = lease.fence.job_id;
   std::string key = route.key();
 
   queue::JobStats stats;

@@ -35,6 +35,7 @@ struct Metrics {
   prometheus::Counter& messages_skipped;                      // already copied (dedupe, reconcile)
   prometheus::Family<prometheus::Counter>& message_failures;  // by reason
   prometheus::Counter& gate_failures;
+  prometheus::Counter& leases_lost;  // runs stopped because their job's lease was lost or stale
   prometheus::Family<prometheus::Counter>& token_refreshes;         // by provider
   prometheus::Family<prometheus::Counter>& token_refresh_failures;  // by provider
   prometheus::Counter& routes_set_auth_required;

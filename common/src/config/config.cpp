@@ -229,6 +229,9 @@ Config load_config(Needs needs) {
   const cli::IntSetting interval = cli::env_positive_int("SYNC_INTERVAL_SECONDS", 300);
   if (!interval.error.empty()) config.errors.push_back(interval.error);
   s.sync_interval = std::chrono::seconds(interval.value);
+  const cli::IntSetting grace = cli::env_positive_int("MAILSYNC_RECONCILE_GRACE_SECONDS", 120);
+  if (!grace.error.empty()) config.errors.push_back(grace.error);
+  s.reconcile_grace = std::chrono::seconds(grace.value);
   for (const auto& [name, url] :
        {std::pair{"GOOGLE_TOKEN_URL", s.google_token_url}, {"MS_TOKEN_URL", s.ms_token_url}})
     if (!acceptable_token_url(url))

@@ -176,9 +176,15 @@ AppendResult Client::append(std::string_view mailbox, const AppendMessage& messa
 }
 
 std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
-                                               std::span<const AppendMessage> messages) {
+                                               std::span<const AppendMessage> messages,
+                                               const std::function<bool()>& may_send) {
   std::vector<AppendOutcome> results;
   results.reserve(messages.size());
+  bool stopped = false;  // may_send said no: nothing more goes out
+  auto allowed = [&] {
+    if (!stopped && may_send && !may_send()) stopped = true;
+    return !stopped;
+  };
   const auto limit = append_limit();
   // LITERAL+ (RFC 7888): send each literal without waiting for "+"; LITERAL- only up to 4096 bytes.
   auto non_synchronizing = [&](const AppendMessage& m) {
@@ -196,7 +202,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
   constexpr size_t kMaxInFlightBytes = 32 << 20;
   constexpr size_t kMaxInFlight = 256;
   size_t next = 0;
-  while (next < messages.size()) {
+  while (next < messages.size() && allowed()) {
     size_t end = next, bytes = 0;
     while (end < messages.size() && non_synchronizing(messages[end]) && end - next < kMaxInFlight &&
            (end == next || bytes + messages[end].bytes.size() <= kMaxInFlightBytes))
@@ -235,7 +241,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
       }
     }
     std::vector<std::string> tags;
-    for (; next < end; ++next) {
+    for (; next < end && (tags.empty() || allowed()); ++next) {
       const std::string tag = next_tag();
       const std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox) +
                                   append_message_arguments(messages[next], true);
@@ -257,8 +263,8 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         results.emplace_back(e);
       }
     }
-    if (next < messages.size() &&
-        !non_synchronizing(messages[next])) {  // one synchronizing literal
+    if (next < messages.size() && !non_synchronizing(messages[next]) &&
+        allowed()) {  // one synchronizing literal
       const AppendMessage& message = messages[next++];
       const std::string tag = next_tag();
       send(tag + " APPEND " + encode_mailbox_argument(mailbox) +

@@ -38,6 +38,21 @@ class JobReceiver final : public pqxx::notification_receiver {
   bool notified = false;
 };
 
+// A row of kJobClaim, kJobTake or kJobInsertRunning.
+Job job_of(const pqxx::row& row) {
+  Job job;
+  job.id = row[0].as<int64_t>();
+  job.kind = row[1].as<std::string>();
+  if (!row[2].is_null()) job.route_key = row[2].as<std::string>();
+  job.args_json = row[3].as<std::string>();
+  job.priority = row[4].as<int>();
+  job.attempt = row[5].as<int>();
+  job.max_attempts = row[6].as<int>();
+  job.run_at = from_micros(row[7].as<int64_t>());
+  job.created_at = from_micros(row[8].as<int64_t>());
+  return job;
+}
+
 class PgJobStore final : public JobStore {
  public:
   PgJobStore(std::string url, const std::string& application_name)
@@ -80,24 +95,35 @@ class PgJobStore final : public JobStore {
       work.commit();
       std::vector<Job> jobs;
       jobs.reserve(result.size());
-      for (const auto& row : result) {
-        Job job;
-        job.id = row[0].as<int64_t>();
-        job.kind = row[1].as<std::string>();
-        if (!row[2].is_null()) job.route_key = row[2].as<std::string>();
-        job.args_json = row[3].as<std::string>();
-        job.priority = row[4].as<int>();
-        job.attempt = row[5].as<int>();
-        job.max_attempts = row[6].as<int>();
-        job.run_at = from_micros(row[7].as<int64_t>());
-        job.created_at = from_micros(row[8].as<int64_t>());
-        jobs.push_back(std::move(job));
-      }
+      for (const auto& row : result) jobs.push_back(job_of(row));
       // The UPDATE returns rows in no particular order; hand them out in claim order.
       std::sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
         return std::tie(a.priority, a.run_at, a.id) < std::tie(b.priority, b.run_at, b.id);
       });
       return jobs;
+    });
+  }
+
+  RouteClaim claim_route(const std::string& owner, const std::string& route_key,
+                         std::chrono::milliseconds lease) override {
+    const auto millis = static_cast<int64_t>(lease.count());
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
+      RouteClaim claim;
+      const pqxx::result active = work.exec_prepared(q::kJobRouteActive.name, route_key);
+      pqxx::result taken;
+      if (active.empty()) {
+        taken = work.exec_prepared(q::kJobInsertRunning.name, route_key, owner, millis);
+      } else if (active[0][1].as<std::string>() == "available") {
+        taken = work.exec_prepared(q::kJobTake.name, active[0][0].as<int64_t>(), owner, millis);
+      } else {
+        claim.held_job = active[0][0].as<int64_t>();
+        claim.held_by = active[0][2].is_null() ? "" : active[0][2].as<std::string>();
+        if (!active[0][3].is_null()) claim.held_until = from_micros(active[0][3].as<int64_t>());
+      }
+      if (!taken.empty()) claim.job = job_of(taken[0]);
+      work.commit();
+      return claim;
     });
   }
 

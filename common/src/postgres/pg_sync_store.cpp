@@ -1,5 +1,8 @@
 // The PostgreSQL SyncStore. Statements named here, in one place.
 
+#include <algorithm>
+#include <tuple>
+
 #include "mailsync/sync/sync_store.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/params.hpp"
@@ -33,14 +36,22 @@ SET last_uid = CASE WHEN w.uidvalidity = EXCLUDED.uidvalidity THEN GREATEST(w.la
     uidvalidity = EXCLUDED.uidvalidity, updated_at = now()
 )sql"};
 
+// The lease of a fenced write, locked until the write commits: a rescue (UPDATE of the job row)
+// waits for it, so "the lease was live" still holds when the write becomes visible.
+constexpr Query kLease{"sync_lease", R"sql(
+SELECT 1 FROM mailsync.jobs
+WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'running' AND lease_expires_at > now()
+FOR SHARE
+)sql"};
+
 // The conditional insert of invariant 2; existing claims are reported as they are.
 constexpr Query kClaim{"sync_claim", R"sql(
 WITH input AS (
-  SELECT * FROM unnest($3::bigint[], $5::text[], $6::text[], $7::bigint[]) AS r(uid, message_id, sha256_hex, size)
+  SELECT * FROM unnest($3::bigint[], $6::text[], $7::text[], $8::bigint[]) AS r(uid, message_id, sha256_hex, size)
 ),
 inserted AS (
-  INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, message_id, sha256, size)
-  SELECT $1, $2, uid, 'PENDING', $4, message_id, decode(sha256_hex, 'hex'), size FROM input
+  INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, attempt, message_id, sha256, size)
+  SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size FROM input
   ON CONFLICT (route_key, uidvalidity, uid) DO NOTHING
   RETURNING uid
 )
@@ -62,15 +73,33 @@ done AS (
       message_id = f.message_id, sha256 = decode(f.sha256_hex, 'hex'), size = f.size,
       internaldate = 'epoch'::timestamptz + f.internaldate * interval '1 microsecond', gm_msgid = f.gm_msgid
   FROM input f
-  WHERE c.route_key = $1 AND c.uidvalidity = $2 AND c.uid = f.uid
+  WHERE c.route_key = $1 AND c.uidvalidity = $2 AND c.uid = f.uid AND c.state = 'PENDING'
+    AND c.job_id = $11 AND c.attempt = $12
   RETURNING c.uid
+),
+cleared AS (
+  DELETE FROM mailsync.failures x USING done d WHERE x.route_key = $1 AND x.uidvalidity = $2 AND x.uid = d.uid
 )
-DELETE FROM mailsync.failures x USING done d WHERE x.route_key = $1 AND x.uidvalidity = $2 AND x.uid = d.uid
+SELECT count(*) FROM done
 )sql"};
 
 constexpr Query kRelease{"sync_release", R"sql(
-DELETE FROM mailsync.uid_claims
-WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[]) AND state = 'PENDING'
+WITH released AS (
+  DELETE FROM mailsync.uid_claims
+  WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[]) AND state = 'PENDING'
+    AND job_id = $4 AND attempt = $5
+  RETURNING 1
+)
+SELECT count(*) FROM released
+)sql"};
+
+// Crash recovery's takeover: PENDING claims of attempts that are over become the caller's.
+constexpr Query kAdoptPending{"sync_adopt_pending", R"sql(
+UPDATE mailsync.uid_claims c SET job_id = $2, attempt = $3
+WHERE c.route_key = $1 AND c.state = 'PENDING'
+  AND NOT (c.job_id IS NOT DISTINCT FROM $2 AND c.attempt IS NOT DISTINCT FROM $3)
+  AND NOT mailsync.attempt_may_be_running(c.job_id, c.attempt, $4::bigint * interval '1 millisecond')
+RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex')
 )sql"};
 
 // When a transient failure is retried is decided in C++ (sync::next_message_retry_at, with the
@@ -107,11 +136,6 @@ ORDER BY uid
 constexpr Query kFailedUids{
     "sync_failed_uids",
     "SELECT uid FROM mailsync.failures WHERE route_key = $1 AND uidvalidity = $2"};
-
-constexpr Query kPendingClaims{"sync_pending_claims", R"sql(
-SELECT uidvalidity, uid, message_id, size, encode(sha256, 'hex') FROM mailsync.uid_claims
-WHERE route_key = $1 AND state = 'PENDING' ORDER BY uidvalidity, uid
-)sql"};
 
 constexpr Query kCopiedGmMsgids{"sync_copied_gm_msgids", R"sql(
 SELECT gm_msgid::text FROM mailsync.uid_claims
@@ -159,11 +183,13 @@ SET job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at, updated_at = now
 constexpr Query kClearProgress{"sync_clear_progress",
                                "DELETE FROM mailsync.route_progress WHERE route_key = $1"};
 
-constexpr Query kAll[] = {kEnsureRoute,   kWatermarkGet, kWatermarkSet,    kClaim,
-                          kFinalize,      kRelease,      kRecordFailures,  kFailureRetryCounts,
-                          kDueFailures,   kFailedUids,   kPendingClaims,   kCopiedGmMsgids,
-                          kCopiedMessage, kSetOutcome,   kSetAuthRequired, kAuthRequired,
-                          kSetProgress,   kClearProgress};
+constexpr Query kAll[] = {kEnsureRoute,     kWatermarkGet,   kWatermarkSet,
+                          kLease,           kClaim,          kFinalize,
+                          kRelease,         kRecordFailures, kFailureRetryCounts,
+                          kDueFailures,     kFailedUids,     kAdoptPending,
+                          kCopiedGmMsgids,  kCopiedMessage,  kSetOutcome,
+                          kSetAuthRequired, kAuthRequired,   kSetProgress,
+                          kClearProgress};
 
 std::string uid_array(const std::vector<uint32_t>& uids) {
   return postgres::detail::int_array(std::span<const uint32_t>(uids));
@@ -188,13 +214,15 @@ class PgSyncStore final : public SyncStore {
     });
   }
 
-  void set_watermark(const std::string& route, const Watermark& w) override {
-    exec(kWatermarkSet, route, int64_t{w.uidvalidity}, int64_t{w.last_uid});
+  void set_watermark(const Fence& fence, const std::string& route, const Watermark& w) override {
+    fenced(fence, [&](pqxx::work& work) {
+      work.exec_prepared(kWatermarkSet.name, route, int64_t{w.uidvalidity}, int64_t{w.last_uid});
+    });
   }
 
   std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
                                        const std::vector<ClaimRequest>& requests,
-                                       int64_t job_id) override {
+                                       const Fence& fence) override {
     std::map<uint32_t, ClaimState> out;
     if (requests.empty()) return out;
     TextArray uids, ids, shas, sizes;
@@ -204,12 +232,10 @@ class PgSyncStore final : public SyncStore {
       shas.add(r.sha256_hex);
       sizes.add(std::to_string(r.size));
     }
-    db_.run([&] {
-      pqxx::work work(db_.connection());
+    fenced(fence, [&](pqxx::work& work) {  // committed, so durable, before any APPEND (invariant 2)
       const pqxx::result r =
-          work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), job_id,
-                             ids.str(), shas.str(), sizes.str());
-      work.commit();  // durable before any APPEND (invariant 2)
+          work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), fence.job_id,
+                             fence.attempt, ids.str(), shas.str(), sizes.str());
       for (const auto& row : r) {
         ClaimState state;
         const std::string kind = row[1].as<std::string>();
@@ -225,7 +251,7 @@ class PgSyncStore final : public SyncStore {
     return out;
   }
 
-  void finalize(const std::string& route, uint32_t uidvalidity,
+  void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                 const std::vector<Copied>& copied) override {
     if (copied.empty()) return;
     TextArray uids, dest_v, dest_uids, ids, shas, sizes, dates, gm;
@@ -239,16 +265,46 @@ class PgSyncStore final : public SyncStore {
       dates.add_time(c.internaldate);
       gm.add_optional(c.gm_msgid);
     }
-    exec(kFinalize, route, int64_t{uidvalidity}, uids.str(), dest_v.str(), dest_uids.str(),
-         ids.str(), shas.str(), sizes.str(), dates.str(), gm.str());
+    fenced(fence, [&](pqxx::work& work) {
+      const pqxx::result r = work.exec_prepared(
+          kFinalize.name, route, int64_t{uidvalidity}, uids.str(), dest_v.str(), dest_uids.str(),
+          ids.str(), shas.str(), sizes.str(), dates.str(), gm.str(), fence.job_id, fence.attempt);
+      expect_own(fence, "finalize", r[0][0].as<size_t>(), copied.size());
+    });
   }
 
-  void release(const std::string& route, uint32_t uidvalidity,
+  void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                const std::vector<uint32_t>& uids) override {
-    if (!uids.empty()) exec(kRelease, route, int64_t{uidvalidity}, uid_array(uids));
+    if (uids.empty()) return;
+    fenced(fence, [&](pqxx::work& work) {
+      const pqxx::result r = work.exec_prepared(kRelease.name, route, int64_t{uidvalidity},
+                                                uid_array(uids), fence.job_id, fence.attempt);
+      expect_own(fence, "release", r[0][0].as<size_t>(), uids.size());
+    });
   }
 
-  std::map<uint32_t, int> record_failures(const std::string& route, uint32_t uidvalidity,
+  std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
+                                          std::chrono::milliseconds grace) override {
+    std::vector<PendingClaim> out;
+    fenced(fence, [&](pqxx::work& work) {
+      for (const auto& row : work.exec_prepared(kAdoptPending.name, route, fence.job_id,
+                                                fence.attempt, int64_t{grace.count()})) {
+        PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
+                           ""};
+        if (!row[2].is_null()) claim.message_id = row[2].as<std::string>();
+        if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
+        if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
+        out.push_back(claim);
+      }
+    });
+    std::sort(out.begin(), out.end(), [](const PendingClaim& a, const PendingClaim& b) {
+      return std::tie(a.uidvalidity, a.uid) < std::tie(b.uidvalidity, b.uid);
+    });
+    return out;
+  }
+
+  std::map<uint32_t, int> record_failures(const Fence& fence, const std::string& route,
+                                          uint32_t uidvalidity,
                                           const std::vector<Failure>& failures) override {
     if (failures.empty()) return {};
     TextArray uids, reasons, errors, permanent, retry, ids, sizes;
@@ -261,16 +317,14 @@ class PgSyncStore final : public SyncStore {
       ids.add_optional(f.message_id);
       sizes.add_optional(f.size);
     }
-    return db_.run([&] {
-      pqxx::work work(db_.connection());
+    std::map<uint32_t, int> counts;
+    fenced(fence, [&](pqxx::work& work) {
       const pqxx::result rows = work.exec_prepared(
           kRecordFailures.name, route, int64_t{uidvalidity}, uids.str(), reasons.str(),
           errors.str(), permanent.str(), retry.str(), ids.str(), sizes.str());
-      work.commit();
-      std::map<uint32_t, int> counts;
       for (const auto& row : rows) counts[row[0].as<uint32_t>()] = row[1].as<int>();
-      return counts;
     });
+    return counts;
   }
 
   std::map<uint32_t, int> failure_retry_counts(const std::string& route, uint32_t uidvalidity,
@@ -294,22 +348,6 @@ class PgSyncStore final : public SyncStore {
   std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override {
     const auto uids = uids_of(kFailedUids, route, int64_t{uidvalidity});
     return {uids.begin(), uids.end()};
-  }
-
-  std::vector<PendingClaim> pending_claims(const std::string& route) override {
-    return db_.run([&] {
-      pqxx::read_transaction work(db_.connection());
-      std::vector<PendingClaim> out;
-      for (const auto& row : work.exec_prepared(kPendingClaims.name, route)) {
-        PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
-                           ""};
-        if (!row[2].is_null()) claim.message_id = row[2].as<std::string>();
-        if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
-        if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
-        out.push_back(claim);
-      }
-      return out;
-    });
   }
 
   std::set<uint64_t> copied_gm_msgids(const std::string& route,
@@ -360,6 +398,28 @@ class PgSyncStore final : public SyncStore {
   }
 
  private:
+  // One transaction: the lease checked and locked, then `body`, then the commit.
+  template <typename Fn>
+  void fenced(const Fence& fence, Fn&& body) {
+    db_.run([&] {
+      pqxx::work work(db_.connection());
+      if (work.exec_prepared(kLease.name, fence.job_id, fence.attempt, fence.owner).empty())
+        throw LeaseLost("job " + std::to_string(fence.job_id) + " attempt " +
+                        std::to_string(fence.attempt) + " no longer holds its lease (" +
+                        fence.owner + "): rescued, expired or finished elsewhere");
+      body(work);
+      work.commit();
+    });
+  }
+
+  // With the lease held, every claim the run names is its own; fewer rows means one is not.
+  static void expect_own(const Fence& fence, const char* what, size_t matched, size_t given) {
+    if (matched != given)
+      throw LeaseLost(std::string(what) + ": " + std::to_string(given - matched) + " of " +
+                      std::to_string(given) + " claims are not PENDING claims of job " +
+                      std::to_string(fence.job_id) + " attempt " + std::to_string(fence.attempt));
+  }
+
   template <typename... Args>
   void exec(const Query& query, Args&&... args) {
     db_.run([&] {

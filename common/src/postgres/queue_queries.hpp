@@ -47,6 +47,37 @@ RETURNING j.id, j.kind, j.route_key, j.args::text, j.priority, j.attempt, j.max_
           (extract(epoch FROM j.created_at) * 1000000)::bigint
 )sql"};
 
+// claim_route: the route's queued or running route_sync (at most one: jobs_one_active_route_sync),
+// locked for the rest of the transaction.
+inline constexpr Query kJobRouteActive{"job_route_active", R"sql(
+SELECT id, state::text, lease_owner, (extract(epoch FROM lease_expires_at) * 1000000)::bigint
+FROM mailsync.jobs
+WHERE kind = 'route_sync' AND route_key = $1 AND finished_at IS NULL
+FOR UPDATE
+)sql"};
+
+// claim_route: a queued job taken now, whenever it was due (a run-once is asked for now).
+inline constexpr Query kJobTake{"job_take", R"sql(
+UPDATE mailsync.jobs j
+SET state = 'running', attempt = j.attempt + 1, lease_owner = $2,
+    lease_expires_at = now() + $3::bigint * interval '1 millisecond', attempted_at = now()
+WHERE j.id = $1 AND j.state = 'available'
+RETURNING j.id, j.kind, j.route_key, j.args::text, j.priority, j.attempt, j.max_attempts,
+          (extract(epoch FROM j.run_at) * 1000000)::bigint,
+          (extract(epoch FROM j.created_at) * 1000000)::bigint
+)sql"};
+
+// claim_route: no job queued, so one inserted as running (its first attempt; if that fails, the
+// queue retries it like any other). A racing insert for the same route conflicts on
+// jobs_one_active_route_sync and returns nothing.
+inline constexpr Query kJobInsertRunning{"job_insert_running", R"sql(
+INSERT INTO mailsync.jobs (kind, route_key, state, attempt, lease_owner, lease_expires_at, attempted_at)
+VALUES ('route_sync', $1, 'running', 1, $2, now() + $3::bigint * interval '1 millisecond', now())
+ON CONFLICT (route_key) WHERE kind = 'route_sync' AND finished_at IS NULL DO NOTHING
+RETURNING id, kind, route_key, args::text, priority, attempt, max_attempts,
+          (extract(epoch FROM run_at) * 1000000)::bigint, (extract(epoch FROM created_at) * 1000000)::bigint
+)sql"};
+
 // Finishes a batch of attempts held by $13. succeeded -> the row is deleted; failed ->
 // available at the backoff time, or dead when the attempt was the last; retry -> available at the
 // chosen time with max_attempts + 1 so that waiting does not use up attempts; cancelled / dead ->
@@ -214,7 +245,8 @@ SELECT (SELECT count(*) FROM deleted_jobs), (SELECT count(*) FROM deleted_attemp
 
 #undef MAILSYNC_NOW
 
-inline constexpr Query kAll[] = {kJobEnqueue,   kJobClaim,   kJobFinish, kJobSucceed,
-                                 kJobHeartbeat, kJobRelease, kJobRescue, kJobPrune};
+inline constexpr Query kAll[] = {kJobEnqueue,       kJobClaim,  kJobRouteActive, kJobTake,
+                                 kJobInsertRunning, kJobFinish, kJobSucceed,     kJobHeartbeat,
+                                 kJobRelease,       kJobRescue, kJobPrune};
 
 }  // namespace mailsync::postgres::queries

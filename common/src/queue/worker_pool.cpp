@@ -153,8 +153,14 @@ struct WorkerPool::Impl {
   std::deque<Job> ready;          // claimed, not started
   std::set<int64_t> executing;    // started, not finished
   std::vector<Pending> finished;  // finished, not recorded
-  std::map<int64_t, std::shared_ptr<std::atomic<bool>>>
-      held;              // claimed, not recorded: cancel flags
+  // A job claimed and not yet recorded: its cancel flag and its lease as renewed here.
+  struct Held {
+    Held(const std::string& owner, milliseconds duration, SteadyClock::time_point sent)
+        : lease(owner, duration, sent) {}
+    std::atomic<bool> cancel{false};
+    Lease lease;
+  };
+  std::map<int64_t, std::shared_ptr<Held>> held;
   int in_flight = 0;     // ready + executing: the used slots
   size_t recording = 0;  // batch being written
   bool executors_exit = false;
@@ -180,13 +186,14 @@ struct WorkerPool::Impl {
           std::min<SteadyClock::duration>(milliseconds(50), until - SteadyClock::now()));
   }
 
-  void dispatch(std::vector<Job>& jobs) {
+  // `sent`: when the claim went out, the start of the jobs' leases as far as this process knows.
+  void dispatch(std::vector<Job>& jobs, SteadyClock::time_point sent) {
     if (jobs.empty()) return;
     counters.claimed += static_cast<int64_t>(jobs.size());
     {
       std::lock_guard lock(mutex);
       for (Job& job : jobs) {
-        held[job.id] = std::make_shared<std::atomic<bool>>(false);
+        held[job.id] = std::make_shared<Held>(config.owner, config.lease, sent);
         ready.push_back(std::move(job));
         ++in_flight;
       }
@@ -206,15 +213,19 @@ struct WorkerPool::Impl {
       for (const auto& [id, flag] : held) ids.push_back(id);
     }
     if (ids.empty()) return;
+    const auto sent = SteadyClock::now();
     const std::vector<int64_t> still_held =
         store.heartbeat(config.owner, ids, config.lease, std::nullopt);
-    if (still_held.size() == ids.size()) return;
     const std::set<int64_t> kept(still_held.begin(), still_held.end());
     std::lock_guard lock(mutex);
     for (const int64_t id : ids) {
-      if (kept.contains(id)) continue;
+      if (kept.contains(id)) {
+        if (const auto found = held.find(id); found != held.end())
+          found->second->lease.renewed(sent);
+        continue;
+      }
       spdlog::warn("job {}: lease lost (rescued by maintenance); cancelling this attempt", id);
-      if (const auto found = held.find(id); found != held.end()) found->second->store(true);
+      if (const auto found = held.find(id); found != held.end()) found->second->cancel.store(true);
       const auto waiting =
           std::find_if(ready.begin(), ready.end(), [id](const Job& j) { return j.id == id; });
       if (waiting != ready.end()) {
@@ -229,14 +240,14 @@ struct WorkerPool::Impl {
   void execute_loop() {
     for (;;) {
       Job job;
-      std::shared_ptr<std::atomic<bool>> cancel;
+      std::shared_ptr<Held> slot;
       {
         std::unique_lock lock(mutex);
         ready_cv.wait(lock, [&] { return !ready.empty() || executors_exit; });
         if (ready.empty()) return;
         job = std::move(ready.front());
         ready.pop_front();
-        cancel = held[job.id];
+        slot = held[job.id];
         executing.insert(job.id);
       }
       const std::string run_id = util::random_hex(16);
@@ -246,7 +257,7 @@ struct WorkerPool::Impl {
       JobResult result;
       try {
         if (kind == nullptr) throw std::runtime_error("no handler for kind '" + job.kind + "'");
-        JobContext context{job, run_id, *cancel};
+        JobContext context{job, run_id, slot->cancel, slot->lease};
         result = kind->handler(context);
       } catch (const std::exception& e) {
         result = JobResult::failed(std::string("handler threw: ") + e.what());
@@ -257,7 +268,7 @@ struct WorkerPool::Impl {
         found->second.duration->Observe(
             std::chrono::duration<double>(SteadyClock::now() - started).count());
       // Stopped by our own shutdown, not by the job: another worker should run it again.
-      const bool interrupted = stopping.load() && cancel->load();
+      const bool interrupted = stopping.load() && slot->cancel.load();
       if (interrupted)
         spdlog::info("job {} ({}): interrupted by shutdown; giving it back", job.id, job.kind);
       else if (result.outcome != Outcome::kSucceeded)
@@ -410,7 +421,7 @@ struct WorkerPool::Impl {
     if (!finished_cv.wait_for(lock, config.shutdown_timeout, [&] { return in_flight == 0; })) {
       spdlog::warn("shutdown: {} jobs still running after {} ms; cancelling them", in_flight,
                    config.shutdown_timeout.count());
-      for (const int64_t id : executing) held[id]->store(true);
+      for (const int64_t id : executing) held[id]->cancel.store(true);
       finished_cv.wait_for(
           lock, std::min(config.shutdown_timeout, milliseconds(5000)) + milliseconds(100),
           [&] { return in_flight == 0; });
@@ -532,6 +543,7 @@ void WorkerPool::run() {
         free_slots = config.concurrency + config.prefetch - s.in_flight;
       }
       if (free_slots > 0) {
+        const auto sent = SteadyClock::now();
         std::vector<Job> jobs =
             store->claim(config.owner, free_slots, config.lease, s.kinds, std::nullopt);
         for (const Job& job : jobs)
@@ -539,7 +551,7 @@ void WorkerPool::run() {
             found->second.claimed->Increment();
         const bool full = static_cast<int>(jobs.size()) == free_slots;
         const bool none = jobs.empty();
-        s.dispatch(jobs);
+        s.dispatch(jobs, sent);
         claimed_once = true;
         if (s.once) continue;
         if (full) continue;  // more may be due

@@ -89,10 +89,12 @@ MailDestination::Folder FakeDestination::ensure_folder(const std::string& folder
 }
 
 std::vector<imap::AppendOutcome> FakeDestination::append(
-    const std::string& folder, std::span<const imap::AppendMessage> messages) {
+    const std::string& folder, std::span<const imap::AppendMessage> messages,
+    const std::function<bool()>& may_send) {
   ++append_calls;
   std::vector<imap::AppendOutcome> out;
   for (const auto& message : messages) {
+    if (may_send && !may_send()) break;  // nothing more goes out
     if (drop_after && (*drop_after)-- <= 0) {
       drop_after.reset();  // once: the next connection works
       throw net::TransportError(net::TransportErrorKind::kClosed, "connection closed by peer");
@@ -145,8 +147,21 @@ std::optional<Watermark> FakeSyncStore::watermark(const std::string& route) {
   return found->second;
 }
 
-void FakeSyncStore::set_watermark(const std::string& route, const Watermark& w) {
+void FakeSyncStore::fence_check(const Fence& fence) {
+  if (!lease_live(fence))
+    throw LeaseLost("job " + std::to_string(fence.job_id) + " no longer holds its lease");
+}
+
+void FakeSyncStore::expect_own(const Fence& fence, const Claim* claim) {
+  if (claim == nullptr || claim->state != "PENDING" || claim->job_id != fence.job_id ||
+      claim->attempt != fence.attempt)
+    throw LeaseLost("a claim is not the fence's own PENDING claim");
+}
+
+void FakeSyncStore::set_watermark(const Fence& fence, const std::string& route,
+                                  const Watermark& w) {
   hook("set_watermark");
+  fence_check(fence);
   auto found = watermarks.find(route);
   if (found != watermarks.end() && found->second.uidvalidity == w.uidvalidity)
     found->second.last_uid = std::max(found->second.last_uid, w.last_uid);  // never backwards
@@ -156,14 +171,16 @@ void FakeSyncStore::set_watermark(const std::string& route, const Watermark& w) 
 
 std::map<uint32_t, ClaimState> FakeSyncStore::claim(const std::string& route, uint32_t uidvalidity,
                                                     const std::vector<ClaimRequest>& requests,
-                                                    int64_t job_id) {
+                                                    const Fence& fence) {
   hook("claim");
+  fence_check(fence);
   std::map<uint32_t, ClaimState> out;
   for (const auto& r : requests) {
     const Key key{route, uidvalidity, r.uid};
     const auto found = claims.find(key);
     if (found == claims.end()) {
-      claims[key] = {"PENDING", job_id, r.message_id, r.sha256_hex, r.size, {}, {}};
+      claims[key] = {"PENDING", fence.job_id, fence.attempt, r.message_id, r.sha256_hex, r.size, {},
+                     {}};
       out[r.uid] = {ClaimState::Kind::kClaimed};
     } else {
       out[r.uid] = {
@@ -174,13 +191,17 @@ std::map<uint32_t, ClaimState> FakeSyncStore::claim(const std::string& route, ui
   return out;
 }
 
-void FakeSyncStore::finalize(const std::string& route, uint32_t uidvalidity,
+void FakeSyncStore::finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                              const std::vector<Copied>& copied) {
   hook("finalize");
+  fence_check(fence);
+  for (const auto& c : copied) {  // all or nothing, as the statement
+    const auto found = claims.find({route, uidvalidity, c.uid});
+    expect_own(fence, found == claims.end() ? nullptr : &found->second);
+  }
   for (const auto& c : copied) {
     const Key key{route, uidvalidity, c.uid};
     auto found = claims.find(key);
-    if (found == claims.end()) continue;  // as the UPDATE: only existing claims
     found->second.state = "DONE";
     found->second.dest_uid = c.dest_uid;
     found->second.message_id = c.message_id;
@@ -191,13 +212,15 @@ void FakeSyncStore::finalize(const std::string& route, uint32_t uidvalidity,
   }
 }
 
-void FakeSyncStore::release(const std::string& route, uint32_t uidvalidity,
+void FakeSyncStore::release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                             const std::vector<uint32_t>& uids) {
   hook("release");
+  fence_check(fence);
   for (const uint32_t uid : uids) {
     const auto found = claims.find({route, uidvalidity, uid});
-    if (found != claims.end() && found->second.state == "PENDING") claims.erase(found);
+    expect_own(fence, found == claims.end() ? nullptr : &found->second);
   }
+  for (const uint32_t uid : uids) claims.erase({route, uidvalidity, uid});
 }
 
 std::map<uint32_t, int> FakeSyncStore::failure_retry_counts(const std::string& route,
@@ -211,10 +234,11 @@ std::map<uint32_t, int> FakeSyncStore::failure_retry_counts(const std::string& r
   return out;
 }
 
-std::map<uint32_t, int> FakeSyncStore::record_failures(const std::string& route,
+std::map<uint32_t, int> FakeSyncStore::record_failures(const Fence& fence, const std::string& route,
                                                        uint32_t uidvalidity,
                                                        const std::vector<Failure>& recorded) {
   hook("record_failures");
+  fence_check(fence);
   std::map<uint32_t, int> out;
   for (const auto& f : recorded) {
     const Key key{route, uidvalidity, f.uid};
@@ -247,13 +271,20 @@ std::set<uint32_t> FakeSyncStore::failed_uids(const std::string& route, uint32_t
   return out;
 }
 
-std::vector<PendingClaim> FakeSyncStore::pending_claims(const std::string& route) {
-  hook("pending_claims");
+std::vector<PendingClaim> FakeSyncStore::adopt_pending(const Fence& fence, const std::string& route,
+                                                       std::chrono::milliseconds) {
+  hook("adopt_pending");
+  fence_check(fence);
   std::vector<PendingClaim> out;
-  for (const auto& [key, claim] : claims)
-    if (std::get<0>(key) == route && claim.state == "PENDING")
-      out.push_back(
-          {std::get<1>(key), std::get<2>(key), claim.message_id, claim.size, claim.sha256_hex});
+  for (auto& [key, claim] : claims) {
+    if (std::get<0>(key) != route || claim.state != "PENDING") continue;
+    if (claim.job_id == fence.job_id && claim.attempt == fence.attempt) continue;
+    if (running_attempts.contains({claim.job_id, claim.attempt})) continue;
+    claim.job_id = fence.job_id;
+    claim.attempt = fence.attempt;
+    out.push_back(
+        {std::get<1>(key), std::get<2>(key), claim.message_id, claim.size, claim.sha256_hex});
+  }
   return out;
 }
 

@@ -97,7 +97,8 @@ class FakeDestination final : public MailDestination {
 
   Folder ensure_folder(const std::string& folder, bool create) override;
   std::vector<imap::AppendOutcome> append(const std::string& folder,
-                                          std::span<const imap::AppendMessage> messages) override;
+                                          std::span<const imap::AppendMessage> messages,
+                                          const std::function<bool()>& may_send) override;
   std::vector<std::optional<uint32_t>> find_arrivals(
       const std::string& folder, const std::vector<PendingClaim>& claims) override;
   void close(bool reusable) override { closed_reusable = reusable; }
@@ -109,6 +110,7 @@ class FakeSyncStore final : public SyncStore {
   struct Claim {
     std::string state;  // PENDING | DONE
     int64_t job_id = 0;
+    int attempt = 0;
     std::optional<std::string> message_id;
     std::string sha256_hex;
     int64_t size = 0;
@@ -131,27 +133,34 @@ class FakeSyncStore final : public SyncStore {
   int progress_writes = 0;
   // Called with the operation's name before each; may throw (postgres::DatabaseUnavailable).
   std::function<void(std::string_view)> before;
+  // The fence's lease as the database would judge it (jobs row running that attempt, not expired).
+  std::function<bool(const Fence&)> lease_live = [](const Fence&) { return true; };
+  // Attempts (job, attempt) that may still be running: adopt_pending leaves their claims alone.
+  std::set<std::pair<int64_t, int>> running_attempts;
 
   std::vector<uint32_t> uids_in(const std::string& route, const std::string& state);
 
   void ensure_route(const config::Route& route) override;
   std::optional<Watermark> watermark(const std::string& route) override;
-  void set_watermark(const std::string& route, const Watermark& watermark) override;
+  void set_watermark(const Fence& fence, const std::string& route,
+                     const Watermark& watermark) override;
   std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
                                        const std::vector<ClaimRequest>& requests,
-                                       int64_t job_id) override;
-  void finalize(const std::string& route, uint32_t uidvalidity,
+                                       const Fence& fence) override;
+  void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                 const std::vector<Copied>& copied) override;
-  void release(const std::string& route, uint32_t uidvalidity,
+  void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                const std::vector<uint32_t>& uids) override;
   std::map<uint32_t, int> failure_retry_counts(const std::string& route, uint32_t uidvalidity,
                                                const std::vector<uint32_t>& uids) override;
-  std::map<uint32_t, int> record_failures(const std::string& route, uint32_t uidvalidity,
+  std::map<uint32_t, int> record_failures(const Fence& fence, const std::string& route,
+                                          uint32_t uidvalidity,
                                           const std::vector<Failure>& failures) override;
   std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
                                      TimePoint now) override;
   std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override;
-  std::vector<PendingClaim> pending_claims(const std::string& route) override;
+  std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
+                                          std::chrono::milliseconds grace) override;
   std::set<uint64_t> copied_gm_msgids(const std::string& route,
                                       const std::vector<uint64_t>& ids) override;
   bool copied_message(const std::string& route, const std::optional<std::string>& message_id,
@@ -167,6 +176,8 @@ class FakeSyncStore final : public SyncStore {
   void hook(std::string_view operation) {
     if (before) before(operation);
   }
+  void fence_check(const Fence& fence);
+  static void expect_own(const Fence& fence, const Claim* claim);
 };
 
 // The DynamoDB table: UID# items by (uidvalidity, uid), FAIL# items, the WATERMARK.

@@ -34,8 +34,10 @@ class RouteSyncRun : public ::testing::Test {
     options_.now = clock_.function();
   }
 
+  // Each run is a new attempt of the route's job, as the queue would make it.
   SyncReport run(int64_t job_id = 1) {
-    return RouteSync(route_, {source_, dest_, store_, mirror_}, options_).run(job_id, cancel_);
+    lease_.fence = {job_id, ++attempt_, "worker-a"};
+    return RouteSync(route_, {source_, dest_, store_, mirror_}, options_).run(lease_, cancel_);
   }
 
   // Seeds n messages; returns their bytes.
@@ -65,6 +67,8 @@ class RouteSyncRun : public ::testing::Test {
   FakeSyncStore store_;
   FakeStateMirror mirror_;
   std::atomic<bool> cancel_{false};
+  RunLease lease_;
+  int attempt_ = 0;
 };
 
 TEST_F(RouteSyncRun, CopiesNewMailByteExactOnceUnreadAndMovesTheWatermark) {
@@ -168,6 +172,66 @@ TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
   EXPECT_EQ(recovered.result.stats.appended, 2);
   expect_each_copied_once(sent);
   EXPECT_EQ(watermark(), 3u);
+}
+
+// ---- fencing (docs/state_machine.md) ----------------------------------------------------------
+
+TEST_F(RouteSyncRun, ClaimsOfAnAttemptThatMayStillBeAppendingAreLeftAloneUntilItIsOver) {
+  const auto sent = seed(3);
+  dest_.drop_after = 1;  // attempt 1 stops with all three PENDING, their APPEND in doubt
+  EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
+  store_.running_attempts.insert({1, 1});  // ... and, as far as the database knows, still running
+  const SyncReport beside = run();
+  ASSERT_EQ(beside.outcome, SyncOutcome::kSucceeded) << beside.result.error;
+  EXPECT_EQ(beside.result.stats.appended, 0) << "a live attempt's claims were copied again";
+  EXPECT_EQ(dest_.find_calls, 0) << "a live attempt's claims were reconciled";
+  EXPECT_EQ(store_.uids_in(route_.key(), "PENDING").size(), 3u);
+  EXPECT_EQ(watermark(), 0u) << "the watermark passed claims still in doubt";
+  store_.running_attempts.clear();  // its lease expired and the grace passed
+  const SyncReport recovered = run();
+  ASSERT_EQ(recovered.outcome, SyncOutcome::kSucceeded) << recovered.result.error;
+  expect_each_copied_once(sent);
+  EXPECT_EQ(watermark(), 3u);
+}
+
+TEST_F(RouteSyncRun, ALeaseLostAtFinalizeStopsTheRunAtOnceAndWritesNothingMore) {
+  options_.batch_messages = 2;
+  const auto sent = seed(6);
+  bool lost = false;
+  store_.lease_live = [&](const Fence&) { return !lost; };
+  store_.before = [&](std::string_view op) {
+    if (op == "finalize") lost = true;  // rescued while the first batch was being appended
+  };
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kLeaseLost);
+  EXPECT_NE(report.result.error.find("no longer"), std::string::npos) << report.result.error;
+  EXPECT_EQ(dest_.folder(route_.target_folder).size(), 2u) << "appended after the lease was lost";
+  EXPECT_FALSE(store_.outcomes.contains(route_.key())) << "wrote the outcome of a lost run";
+  EXPECT_EQ(watermark(), 0u);
+  EXPECT_EQ(dest_.closed_reusable, false);
+  // The attempt that took over: the two appended are found, the rest copied once.
+  store_.before = nullptr;
+  lost = false;
+  const SyncReport next = run();
+  ASSERT_EQ(next.outcome, SyncOutcome::kSucceeded) << next.result.error;
+  expect_each_copied_once(sent);
+}
+
+TEST_F(RouteSyncRun, ALeaseThatGoesStaleMidBatchSendsNothingMoreAndGivesTheRestBack) {
+  const auto sent = seed(5);
+  int asked = 0;
+  lease_.fresh = [&] { return ++asked <= 2; };  // heartbeats stop working after two messages
+  const SyncReport report = run();
+  EXPECT_EQ(report.outcome, SyncOutcome::kLeaseLost);
+  EXPECT_NE(report.result.error.find("3 of 5 messages"), std::string::npos) << report.result.error;
+  EXPECT_EQ(dest_.folder(route_.target_folder).size(), 2u);
+  EXPECT_EQ(store_.uids_in(route_.key(), "DONE").size(), 2u) << "what was sent is recorded";
+  EXPECT_TRUE(store_.uids_in(route_.key(), "PENDING").empty()) << "the rest is given back";
+  for (const auto& [key, item] : mirror_.uid_items) EXPECT_EQ(item.status, "DONE");
+  lease_.fresh = [] { return true; };
+  ASSERT_EQ(run().outcome, SyncOutcome::kSucceeded);
+  expect_each_copied_once(sent);
+  EXPECT_EQ(dest_.find_calls, 0) << "nothing was left in doubt";
 }
 
 TEST_F(RouteSyncRun, ARefusedMessageIsAPermanentFailureWithTheServersWordsAndTheRestGoOn) {

@@ -55,6 +55,9 @@ struct Settings {
   Endpoint outlook_imap{"outlook.office365.com", 993};
   std::string tls_ca_file;
   std::chrono::seconds sync_interval{300};
+  // MAILSYNC_RECONCILE_GRACE_SECONDS: how long after an attempt lost its lease crash recovery
+  // leaves its PENDING claims alone (longer than the longest APPEND; docs/state_machine.md).
+  std::chrono::seconds reconcile_grace{120};
   // DynamoDB's settings are read by dynamo::dynamo_options_from_env, not here.
 };
 

@@ -131,9 +131,13 @@ class Client {
   // APPEND one message. Throws ImapError when refused.
   AppendResult append(std::string_view mailbox, const AppendMessage& message);
   // APPEND several, pipelined when the server has LITERAL+ (one round trip for the batch);
-  // one refusal does not stop the others.
+  // one refusal does not stop the others. `may_send`, when given, is asked before each command
+  // goes out (a MULTIAPPEND of several messages is one command): once it says no, nothing more is
+  // sent, the answers to what was sent are read, and the result is shorter than `messages` (the
+  // rest were never sent). route_sync stops this way when its lease is no longer fresh.
   std::vector<AppendOutcome> append_many(std::string_view mailbox,
-                                         std::span<const AppendMessage> messages);
+                                         std::span<const AppendMessage> messages,
+                                         const std::function<bool()>& may_send = {});
 
   // CREATE; false when the mailbox already existed.
   bool create(std::string_view mailbox);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -33,6 +34,35 @@ struct Job {
   int max_attempts = 0;
   TimePoint run_at;
   TimePoint created_at;
+};
+
+// The lease an attempt holds, as the process holding it knows it: renewed by the worker's
+// heartbeats (run-once: its LeaseKeeper). `renewed` is when the last successful renewal, or the
+// claim, was sent, so the database's lease ends no earlier than that plus the duration.
+class Lease {
+ public:
+  using Steady = std::chrono::steady_clock;
+  Lease(std::string owner, std::chrono::milliseconds duration, Steady::time_point sent)
+      : owner_(std::move(owner)),
+        duration_(duration),
+        renewed_ns_(sent.time_since_epoch().count()) {}
+  void renewed(Steady::time_point sent) {
+    renewed_ns_.store(sent.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  // Whether this process may still start an APPEND under it: the last renewal is less than two
+  // thirds of the lease old. Heartbeats go every third, so one may be missed; a third of the
+  // lease is then still left for the APPEND to end in.
+  bool fresh(Steady::time_point now = Steady::now()) const {
+    const Steady::time_point renewed{Steady::duration(renewed_ns_.load(std::memory_order_relaxed))};
+    return now - renewed < duration_ * 2 / 3;
+  }
+  const std::string& owner() const { return owner_; }
+  std::chrono::milliseconds duration() const { return duration_; }
+
+ private:
+  std::string owner_;
+  std::chrono::milliseconds duration_;
+  std::atomic<Steady::rep> renewed_ns_;
 };
 
 // How one attempt of a job ended.

@@ -26,6 +26,14 @@ struct RescueResult {
   std::vector<int64_t> made_dead;
 };
 
+// What claim_route found: the route's job, ours now under a lease, or who holds it.
+struct RouteClaim {
+  std::optional<Job> job;
+  int64_t held_job = 0;                 // when not ours: the running job
+  std::string held_by;                  // its lease owner ("" when another claim_route won a race)
+  std::optional<TimePoint> held_until;  // its lease end
+};
+
 // The queue's one boundary to its database (River's riverdriver): every statement the queue runs.
 // One instance owns one connection and is used by one thread. Every time-dependent call takes
 // `now`: empty means the database's now(), a value is used instead (tests move time this way).
@@ -43,6 +51,13 @@ class JobStore {
                                  std::chrono::milliseconds lease,
                                  std::span<const std::string> kinds,
                                  std::optional<TimePoint> now) = 0;
+
+  // Takes the route's route_sync job for `owner` under a lease, as a worker's claim would (the
+  // attempt counts): the queued one if there is one, due or not, else a new one (one attempt).
+  // A running one is left alone and named. For `mailsync run-once`, so that it runs under the same
+  // lease and fence as a worker and never beside one.
+  virtual RouteClaim claim_route(const std::string& owner, const std::string& route_key,
+                                 std::chrono::milliseconds lease) = 0;
 
   // Records finished attempts of jobs `owner` still holds; jobs it no longer holds (lease lost and
   // rescued) are left alone and not returned.

@@ -18,6 +18,7 @@ struct JobContext {
   const Job& job;
   const std::string& run_id;             // one per attempt; on every log line of the attempt
   const std::atomic<bool>& cancel_flag;  // set at shutdown timeout or when the lease was lost
+  const Lease& lease;                    // owner and freshness of this attempt's lease
   bool cancelled() const { return cancel_flag.load(std::memory_order_relaxed); }
 };
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,24 @@
 namespace mailsync::sync {
 
 using TimePoint = std::chrono::system_clock::time_point;
+
+// Which attempt of which job writes, under the lease of mailsync.jobs it holds. Every write of a
+// run's state is conditional on it (docs/state_machine.md): the job row still runs this attempt
+// for this owner and its lease has not expired, checked and locked (FOR SHARE, so the lease cannot
+// be rescued before the write commits) in the write's own transaction; claims are finalized or
+// released only by the attempt that made them.
+struct Fence {
+  int64_t job_id = 0;
+  int attempt = 0;
+  std::string owner;
+};
+
+// A fenced write found its lease gone (rescued, expired, or the job finished elsewhere) or a claim
+// no longer its own: the run must stop at once and append nothing more (outcome lease_lost).
+class LeaseLost : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct Watermark {
   uint32_t uidvalidity = 0;
@@ -79,12 +98,14 @@ class SyncStore {
   virtual void ensure_route(const config::Route& route) = 0;
 
   virtual std::optional<Watermark> watermark(const std::string& route) = 0;
-  // Sets the watermark; within one UIDVALIDITY it never moves back.
-  virtual void set_watermark(const std::string& route, const Watermark& watermark) = 0;
+  // Sets the watermark; within one UIDVALIDITY it never moves back. Fenced.
+  virtual void set_watermark(const Fence& fence, const std::string& route,
+                             const Watermark& watermark) = 0;
 
-  // Claims the messages (a conditional insert, committed before returning), recording what the
-  // reconciliation after a crash needs: per UID whether it is ours now, or already PENDING (a crash
-  // left it) or DONE.
+  // Claims the messages for the fence's attempt (a conditional insert, committed before
+  // returning), recording what the reconciliation after a crash needs: per UID whether it is ours
+  // now, or already PENDING (another attempt's, running or crashed) or DONE. Fenced; every write
+  // below that takes a Fence throws LeaseLost when the lease is gone.
   struct ClaimRequest {
     uint32_t uid = 0;
     std::optional<std::string> message_id;
@@ -93,12 +114,14 @@ class SyncStore {
   };
   virtual std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
                                                const std::vector<ClaimRequest>& requests,
-                                               int64_t job_id) = 0;
-  // DONE with the destination's UID; clears any failure recorded for them.
-  virtual void finalize(const std::string& route, uint32_t uidvalidity,
+                                               const Fence& fence) = 0;
+  // DONE with the destination's UID; clears any failure recorded for them. Only the fence's own
+  // PENDING claims: any other (not ours, or no longer PENDING) throws LeaseLost, nothing written.
+  virtual void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                         const std::vector<Copied>& copied) = 0;
-  // Drops PENDING claims whose APPEND failed, so a later run can claim them again.
-  virtual void release(const std::string& route, uint32_t uidvalidity,
+  // Drops the fence's own PENDING claims whose APPEND failed or never happened, so a later run can
+  // claim them again. Same rule as finalize.
+  virtual void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                        const std::vector<uint32_t>& uids) = 0;
   // How often each of these UIDs failed before (absent: never): the n-th retry waits longer
   // (sync::next_message_retry_at).
@@ -107,14 +130,20 @@ class SyncStore {
                                                        const std::vector<uint32_t>& uids) = 0;
   // Records (or counts again) the failures, with the next_retry_at given. Returns each UID's retry
   // count (0 the first time).
-  virtual std::map<uint32_t, int> record_failures(const std::string& route, uint32_t uidvalidity,
+  virtual std::map<uint32_t, int> record_failures(const Fence& fence, const std::string& route,
+                                                  uint32_t uidvalidity,
                                                   const std::vector<Failure>& failures) = 0;
   // Transient failures due again by `now`.
   virtual std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
                                              TimePoint now) = 0;
   // Every UID with a failure recorded (due or not, permanent or not): the watermark may pass them.
   virtual std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) = 0;
-  virtual std::vector<PendingClaim> pending_claims(const std::string& route) = 0;
+  // Crash recovery: the route's PENDING claims whose attempt is over
+  // (mailsync.attempt_may_be_running is false with `grace`), made the fence's own in one fenced
+  // statement and returned, so that only this run reconciles them. Claims of an attempt that may
+  // still be appending are left alone: the run copies around them and the watermark waits for them.
+  virtual std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
+                                                  std::chrono::milliseconds grace) = 0;
 
   // Dedupe after a UIDVALIDITY change: which of these were copied already (any UIDVALIDITY).
   virtual std::set<uint64_t> copied_gm_msgids(const std::string& route,

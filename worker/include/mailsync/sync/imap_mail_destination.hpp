@@ -18,7 +18,8 @@ class ImapMailDestination final : public MailDestination {
 
   Folder ensure_folder(const std::string& folder, bool create) override;
   std::vector<imap::AppendOutcome> append(const std::string& folder,
-                                          std::span<const imap::AppendMessage> messages) override;
+                                          std::span<const imap::AppendMessage> messages,
+                                          const std::function<bool()>& may_send) override;
   std::vector<std::optional<uint32_t>> find_arrivals(
       const std::string& folder, const std::vector<PendingClaim>& claims) override;
   void close(bool reusable) override;

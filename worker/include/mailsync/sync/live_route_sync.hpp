@@ -22,7 +22,7 @@ class LiveRouteSync {
                 oauth::TokenProvider& tokens, SyncStore& store, dynamo::DynamoClient& dynamo,
                 ImapPool& outlook, SyncOptions options = {}, ImapPool* gmail = nullptr);
 
-  SyncReport run(int64_t job_id, const std::atomic<bool>& cancel);
+  SyncReport run(const RunLease& lease, const std::atomic<bool>& cancel);
 
  private:
   const config::Settings& settings_;

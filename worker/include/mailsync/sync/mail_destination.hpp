@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,9 +23,11 @@ class MailDestination {
   virtual Folder ensure_folder(const std::string& folder, bool create) = 0;
 
   // One outcome per message: its APPENDUID, or the server's refusal; one refusal does not stop
-  // the others.
-  virtual std::vector<imap::AppendOutcome> append(
-      const std::string& folder, std::span<const imap::AppendMessage> messages) = 0;
+  // the others. `may_send` is asked before each message (or command) goes out; once it says no,
+  // nothing more is sent and the result ends with the last message sent.
+  virtual std::vector<imap::AppendOutcome> append(const std::string& folder,
+                                                  std::span<const imap::AppendMessage> messages,
+                                                  const std::function<bool()>& may_send) = 0;
 
   // Crash recovery: for each claim a crashed run left PENDING, the destination UID of its copy
   // if the copy arrived (same SHA-256), in the order of `claims`.

@@ -8,6 +8,7 @@
 
 #include "mailsync/config/config.hpp"
 #include "mailsync/queue/job.hpp"
+#include "mailsync/queue/retry_policy.hpp"
 #include "mailsync/sync/mail_destination.hpp"
 #include "mailsync/sync/mail_source.hpp"
 #include "mailsync/sync/outcome.hpp"
@@ -26,8 +27,16 @@ struct SyncOptions {
   size_t batch_bytes = 16 << 20;  // body bytes held at once (a larger message goes alone)
   bool dry_run = false;           // list what would be copied; no claims, no APPEND
   std::chrono::seconds dynamo_ttl{std::chrono::hours(24 * 180)};
+  // Crash recovery leaves a PENDING claim alone until its attempt lost its lease this long ago
+  // (config::Settings::reconcile_grace).
+  std::chrono::milliseconds reconcile_grace{std::chrono::minutes(2)};
   std::function<TimePoint()> now = [] { return std::chrono::system_clock::now(); };
 };
+
+// The backoff of a failed route_sync attempt, for the worker and run-once alike.
+inline queue::RetryPolicy route_sync_retry_policy() {
+  return {std::chrono::seconds(30), 2.0, std::chrono::minutes(30), 0.2};
+}
 
 // What a run did, for the job's attempt history, run-once's report and the demo.
 struct SyncReport {
@@ -35,6 +44,15 @@ struct SyncReport {
   queue::JobResult result;              // to_job_result(outcome, ...): what the queue records
   std::vector<std::string> would_copy;  // dry run: one line per message
   uint32_t watermark = 0;
+};
+
+// The lease a run writes under (docs/state_machine.md): the fence every write of its state is
+// conditional on, and whether this process's last renewal still leaves room for another APPEND
+// (queue::Lease::fresh; checked before each message goes out). A dry run writes nothing and needs
+// no lease.
+struct RunLease {
+  Fence fence;
+  std::function<bool()> fresh = [] { return true; };
 };
 
 struct SyncPorts {
@@ -49,9 +67,10 @@ class RouteSync {
   RouteSync(const config::Route& route, SyncPorts ports, SyncOptions options = {});
 
   // One run. `cancel` is looked at between batches (shutdown): the run stops there, gives back
-  // what it claimed ahead and ends kStopped. Throws postgres::DatabaseUnavailable (the worker's
-  // loop handles outages); every other failure is an outcome.
-  SyncReport run(int64_t job_id, const std::atomic<bool>& cancel);
+  // what it claimed ahead and ends kStopped. A lease found lost or stale ends it kLeaseLost at
+  // once, with nothing more appended. Throws postgres::DatabaseUnavailable (the worker's loop
+  // handles outages); every other failure is an outcome.
+  SyncReport run(const RunLease& lease, const std::atomic<bool>& cancel);
 
  private:
   struct Run;
