@@ -155,18 +155,20 @@ TEST_F(Fencing, CrashRecoveryTakesOverOnlyClaimsOfAttemptsThatAreOverAndPastTheG
 
   // Attempt 1 was rescued a moment ago: it may still have an APPEND on the wire.
   const auto within_grace = store_->adopt_pending(b, route_.key(), seconds(60));
-  ASSERT_EQ(within_grace.size(), 1u);
-  EXPECT_EQ(within_grace[0].uid, 9u);
+  ASSERT_EQ(within_grace.claims.size(), 1u);
+  EXPECT_EQ(within_grace.claims[0].uid, 9u);
+  EXPECT_EQ(within_grace.in_doubt, 1);
   EXPECT_EQ(claims("uid = 1"), "1:PENDING:" + std::to_string(a.job_id) + "/1");
 
   // Past the grace: attempt 2's now, and only its writes move them.
   const auto past = store_->adopt_pending(b, route_.key(), milliseconds(0));
-  ASSERT_EQ(past.size(), 1u);
-  EXPECT_EQ(past[0].uid, 1u);
-  EXPECT_EQ(past[0].message_id, "<1@x>");
+  ASSERT_EQ(past.claims.size(), 1u);
+  EXPECT_EQ(past.claims[0].uid, 1u);
+  EXPECT_EQ(past.claims[0].message_id, "<1@x>");
+  EXPECT_EQ(past.in_doubt, 0);
   EXPECT_EQ(claims(), "1:PENDING:" + std::to_string(b.job_id) +
                           "/2,9:PENDING:" + std::to_string(b.job_id) + "/2");
-  EXPECT_TRUE(store_->adopt_pending(b, route_.key(), milliseconds(0)).empty())
+  EXPECT_TRUE(store_->adopt_pending(b, route_.key(), milliseconds(0)).claims.empty())
       << "its own claims are not taken over again";
   store_->finalize(b, route_.key(), 7, {{1, 9, 1, "<1@x>", std::string(64, 'a'), 100}});
   store_->release(b, route_.key(), 7, {9});

@@ -460,6 +460,74 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
             "0");
 }
 
+// /proc/PID/stat's state: 'T' once a process stopped itself.
+char process_state(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() ? '?' : line[paren + 2];
+}
+
+// The fencing test of issue 13: a worker frozen just before an APPEND (a stalled VM, a SIGSTOP),
+// its lease rescued, a second worker finishing the route, the first thawed. Deterministic: the
+// first worker stops itself at a named point (util::pause_point) before its second batch's APPEND.
+TEST_F(RouteSyncTest, AWorkerFrozenBeforeAnAppendLosesItsLeaseAndNothingIsCopiedTwice) {
+  const auto sent = seed_many(*gmail_as(user_), 400, "frozen");
+  mailsync::testing::EnvChanges env = process_env("info");
+  env["MAILSYNC_RECONCILE_GRACE_SECONDS"] = "1";
+  ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
+            0);
+  mailsync::testing::EnvChanges frozen_env = env;
+  frozen_env["MAILSYNC_TEST_PAUSE_AT"] = "before_append:2";
+  mailsync::testing::ChildProcess first({MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync",
+                                         "--concurrency", "1", "--lease-seconds", "2"},
+                                        frozen_env);
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return process_state(first.pid()) == 'T'; }))
+      << first.read_err();
+  const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";
+  const std::string pending = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'";
+  EXPECT_EQ(db_.query_value(done), "200") << "the first batch";
+  EXPECT_EQ(db_.query_value(pending), "200") << "the second, claimed and about to be appended";
+
+  // While its lease lasts, the route is the frozen worker's: run-once refuses and touches nothing.
+  const auto busy = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "run-once"}, env);
+  EXPECT_EQ(busy.exit_code, 5) << busy.out << busy.err;
+  EXPECT_NE(busy.out.find("is being synced by"), std::string::npos) << busy.out;
+  EXPECT_EQ(db_.query_value(pending), "200");
+
+  // Its lease expires, maintenance rescues the job, a second worker takes it over: past the
+  // grace it reconciles the frozen worker's claims (not in the destination: copied again).
+  ASSERT_TRUE(mailsync::testing::wait_for([&] {
+    mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env);
+    return db_.query_value(
+               "SELECT count(*) FROM mailsync.job_attempts WHERE outcome = 'rescued'") == "1";
+  }));
+  {
+    mailsync::testing::ChildProcess second({MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync",
+                                            "--concurrency", "1", "--lease-seconds", "2"},
+                                           env);
+    ASSERT_TRUE(mailsync::testing::wait_for(
+        [&] { return db_.query_value(done) == "400" && db_.query_value(pending) == "0"; },
+        std::chrono::seconds(60)))
+        << second.read_err();
+    second.signal(SIGTERM);
+    second.wait();
+  }
+
+  // Thawed: it finds its lease gone and stops without sending its APPEND.
+  first.signal(SIGCONT);
+  ASSERT_TRUE(mailsync::testing::wait_for([&] {
+    return first.read_err().find("route_sync lease_lost") != std::string::npos;
+  })) << first.read_err();
+  first.signal(SIGTERM);
+  first.wait();
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated around the frozen worker";
+  EXPECT_EQ(db_.query_value(done), "400");
+  EXPECT_EQ(db_.query_value(pending), "0");
+}
+
 TEST_F(RouteSyncTest, PostgresGoingAwayMidSyncLosesAndDuplicatesNothing) {
   const auto sent = seed_many(*gmail_as(user_), 600, "pg");
   // The sync state through a proxy that cuts the database connection part way through the job,

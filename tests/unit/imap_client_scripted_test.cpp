@@ -56,6 +56,47 @@ TEST(ImapClientScripted, WithoutMultiappendEachMessageIsItsOwnAppendAndKeepsItsO
   EXPECT_EQ(std::get<AppendResult>(outcomes[2]).uidvalidity, 5u);
 }
 
+// route_sync's lease check (may_send): between commands it ends the batch early; inside a command
+// it cuts the command off, so the server never sees it complete and stores nothing of it.
+TEST(ImapClientScripted, ToldToStopBetweenAppendsItSendsNothingMoreAndReturnsWhatWasSent) {
+  auto s = connect(kOutlookGreeting, [](const ScriptedCommand& c) {
+    return c.tag + " OK [APPENDUID 5 1] APPEND completed.\r\n";
+  });
+  int asked = 0;
+  const std::string m = "Subject: m\r\n\r\nm\r\n";
+  const std::vector<AppendMessage> messages{{m}, {m}, {m}};
+  // Asked before the first command and before its CRLF; no before the second.
+  const auto outcomes =
+      s.client->append_many("Gmail/alice", messages, [&] { return ++asked <= 2; });
+  EXPECT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(s.stream->commands.size(), 1u);
+  EXPECT_EQ(asked, 3);
+}
+
+TEST(ImapClientScripted, ToldToStopInsideALiteralItCutsTheCommandOffUncompleted) {
+  auto s = connect(kOutlookGreeting, [](const ScriptedCommand& c) {
+    return c.tag + " OK [APPENDUID 5 1] APPEND completed.\r\n";
+  });
+  const std::string big = "Subject: big\r\n\r\n" + std::string(700 << 10, 'x') + "\r\n";
+  int asked = 0;
+  EXPECT_THROW(s.client->append_many("Gmail/alice", std::vector<AppendMessage>{{big}},
+                                     [&] { return ++asked <= 2; }),  // the command, one piece
+               SendStopped);
+  EXPECT_TRUE(s.stream->commands.empty()) << "the server saw the APPEND complete";
+}
+
+TEST(ImapClientScripted, ToldToStopJustBeforeTheFinalCrlfItDoesNotCompleteTheAppend) {
+  auto s = connect(kOutlookGreeting, [](const ScriptedCommand& c) {
+    return c.tag + " OK [APPENDUID 5 1] APPEND completed.\r\n";
+  });
+  const std::string m = "Subject: m\r\n\r\nm\r\n";
+  int asked = 0;
+  EXPECT_THROW(s.client->append_many("Gmail/alice", std::vector<AppendMessage>{{m}},
+                                     [&] { return ++asked <= 1; }),
+               SendStopped);
+  EXPECT_TRUE(s.stream->commands.empty());
+}
+
 TEST(ImapClientScripted, AnAppendWithoutAppenduidIsStoredWithItsUidUnknown) {
   auto s = connect(kOutlookGreeting,
                    [](const ScriptedCommand& c) { return c.tag + " OK APPEND completed.\r\n"; });

@@ -16,6 +16,8 @@ std::string_view to_string(SyncOutcome outcome) {
       return "folder_missing";
     case SyncOutcome::kThrottled:
       return "throttled";
+    case SyncOutcome::kInDoubt:
+      return "in_doubt";
     case SyncOutcome::kLeaseLost:
       return "lease_lost";
     case SyncOutcome::kFailed:
@@ -33,6 +35,7 @@ queue::JobResult to_job_result(SyncOutcome outcome, const std::string& error, Ti
       break;
     case SyncOutcome::kStopped:
     case SyncOutcome::kThrottled:
+    case SyncOutcome::kInDoubt:
       result = queue::JobResult::retry(retry_at, error);
       break;
     case SyncOutcome::kGateClosed:

@@ -76,6 +76,15 @@ SyncReport RouteSync::Run::execute() {
   if (candidates.empty() && (tracker.floor() > 0 || !start.watermark))
     set_watermark(inbox.uidvalidity, tracker.floor());
   if (stopped) return ended(SyncOutcome::kStopped, "stopped between batches (shutdown)");
+  if (in_doubt > 0) {
+    const auto grace = std::chrono::duration_cast<std::chrono::seconds>(options.reconcile_grace);
+    return fail(SyncOutcome::kInDoubt, "retry",
+                std::to_string(in_doubt) + " claims of an attempt that lost its lease less than " +
+                    std::to_string(grace.count()) +
+                    " s ago (it may still have an APPEND on the wire) were left alone; the rest "
+                    "was copied, and the run is retried when the grace is over",
+                options.now() + options.reconcile_grace + std::chrono::seconds(1));
+  }
 
   if (!options.dry_run)
     ports.store.set_outcome(
@@ -150,8 +159,9 @@ std::vector<uint32_t> RouteSync::Run::find_candidates(const StartPoint& start,
 // own), then found in the destination before anything is appended again (invariant 3); DONE if
 // they arrived, given back if not.
 void RouteSync::Run::reconcile() {
-  const std::vector<PendingClaim> pending =
-      ports.store.adopt_pending(fence, key, options.reconcile_grace);
+  const SyncStore::Adopted adopted = ports.store.adopt_pending(fence, key, options.reconcile_grace);
+  in_doubt = adopted.in_doubt;
+  const std::vector<PendingClaim>& pending = adopted.claims;
   if (pending.empty()) return;
   const auto arrivals = ports.destination.find_arrivals(route.target_folder, pending);
   for (size_t i = 0; i < pending.size(); ++i) {

@@ -8,6 +8,7 @@
 #include "mailsync/mail/rfc822.hpp"
 #include "mailsync/metrics.hpp"
 #include "mailsync/sync/message_retry.hpp"
+#include "mailsync/util/pause_point.hpp"
 #include "route_sync_run.hpp"
 
 namespace mailsync::sync {
@@ -206,8 +207,18 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     messages.push_back(message);
   }
   std::vector<imap::AppendOutcome> outcomes;
+  if (!messages.empty()) util::pause_point("before_append");  // tests freeze a worker here
   try {
     outcomes = ports.destination.append(route.target_folder, messages, lease.fresh);
+  } catch (const imap::SendStopped& e) {
+    // The lease went stale while a command was on the wire: cut off, so not stored; the commands
+    // before it are in doubt and stay PENDING for the attempt that takes over.
+    connections_reusable = false;
+    db([&](SyncStore& store) {
+      store.finalize(fence, key, uidvalidity, copied);
+      record_failures(store, uidvalidity, failures);
+    });
+    throw LeaseLost(std::string("the job's lease was not renewed in time: ") + e.what());
   } catch (const std::exception&) {
     // The connection broke mid-batch: what was appended is unknown. The claims stay PENDING and
     // the next run reconciles them before appending anything again.

@@ -43,6 +43,7 @@ struct RouteSync::Run {
   queue::JobStats published;
   SyncReport report;
   int failed_messages = 0;
+  int64_t in_doubt = 0;  // PENDING claims of another attempt left alone by reconcile
   std::string last_message_error;
   bool connections_reusable = true;      // false once an IMAP connection may be in a broken state
   bool progress_written = false;         // a mailsync.route_progress row exists for this run

@@ -185,6 +185,25 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
     if (!stopped && may_send && !may_send()) stopped = true;
     return !stopped;
   };
+  // Inside a command, may_send is asked again before each piece of a literal and before the
+  // final CRLF: a process frozen (or starved) mid-command that finds its lease stale on waking
+  // cuts the command off instead of completing it, and a command cut off is not stored. Without
+  // may_send, a literal goes out in one write.
+  auto within_command = [&](std::string_view bytes, bool last) {
+    constexpr size_t kPiece = 256 << 10;
+    while (!bytes.empty()) {
+      const std::string_view piece = may_send ? bytes.substr(0, kPiece) : bytes;
+      if (may_send && !may_send())
+        throw SendStopped("APPEND cut off mid-command: told to stop sending (" +
+                          std::to_string(bytes.size()) + " bytes not sent)");
+      send(piece);
+      bytes.remove_prefix(piece.size());
+    }
+    if (!last) return;
+    if (may_send && !may_send())
+      throw SendStopped("APPEND cut off before its final CRLF: told to stop sending");
+    send("\r\n");
+  };
   const auto limit = append_limit();
   // LITERAL+ (RFC 7888): send each literal without waiting for "+"; LITERAL- only up to 4096 bytes.
   auto non_synchronizing = [&](const AppendMessage& m) {
@@ -212,9 +231,8 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
       send(tag + " APPEND " + encode_mailbox_argument(mailbox));
       for (size_t i = next; i < end; ++i) {
         send(append_message_arguments(messages[i], true));
-        send(messages[i].bytes);
+        within_command(messages[i].bytes, i + 1 == end);
       }
-      send("\r\n");
       try {
         const StatusResponse ok = wait_tagged(tag, "APPEND", nullptr);
         std::vector<uint32_t> uids;
@@ -246,12 +264,14 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
       const std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox) +
                                   append_message_arguments(messages[next], true);
       const std::string_view body = messages[next].bytes;
-      if (body.size() < (64u << 10)) {
+      if (body.size() < (64u << 10) && !may_send) {
         send(command + std::string(body) + "\r\n");
+      } else if (body.size() < (64u << 10)) {
+        send(command + std::string(body));
+        within_command({}, true);
       } else {  // a large message goes out as it is, not copied into the command
         send(command);
-        send(body);
-        send("\r\n");
+        within_command(body, true);
       }
       tags.push_back(tag);
     }
@@ -274,8 +294,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         Response response = read_response();
         note(response);
         if (std::holds_alternative<Continuation>(response)) {
-          send(message.bytes);
-          send("\r\n");
+          within_command(message.bytes, true);
           try {
             outcome = append_result(wait_tagged(tag, "APPEND", nullptr));
           } catch (const ImapError& e) {

@@ -102,6 +102,13 @@ WHERE c.route_key = $1 AND c.state = 'PENDING'
 RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex')
 )sql"};
 
+// After the takeover: the PENDING claims still another attempt's (it may still be appending).
+constexpr Query kInDoubt{"sync_in_doubt", R"sql(
+SELECT count(*) FROM mailsync.uid_claims
+WHERE route_key = $1 AND state = 'PENDING'
+  AND NOT (job_id IS NOT DISTINCT FROM $2 AND attempt IS NOT DISTINCT FROM $3)
+)sql"};
+
 // When a transient failure is retried is decided in C++ (sync::next_message_retry_at, with the
 // run's clock), from the retry count kFailureRetryCounts read before; stored as given.
 constexpr Query kRecordFailures{"sync_record_failures", R"sql(
@@ -183,13 +190,13 @@ SET job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at, updated_at = now
 constexpr Query kClearProgress{"sync_clear_progress",
                                "DELETE FROM mailsync.route_progress WHERE route_key = $1"};
 
-constexpr Query kAll[] = {kEnsureRoute,     kWatermarkGet,   kWatermarkSet,
-                          kLease,           kClaim,          kFinalize,
-                          kRelease,         kRecordFailures, kFailureRetryCounts,
-                          kDueFailures,     kFailedUids,     kAdoptPending,
-                          kCopiedGmMsgids,  kCopiedMessage,  kSetOutcome,
-                          kSetAuthRequired, kAuthRequired,   kSetProgress,
-                          kClearProgress};
+constexpr Query kAll[] = {kEnsureRoute, kWatermarkGet,    kWatermarkSet,
+                          kLease,       kClaim,           kFinalize,
+                          kRelease,     kRecordFailures,  kFailureRetryCounts,
+                          kDueFailures, kFailedUids,      kAdoptPending,
+                          kInDoubt,     kCopiedGmMsgids,  kCopiedMessage,
+                          kSetOutcome,  kSetAuthRequired, kAuthRequired,
+                          kSetProgress, kClearProgress};
 
 std::string uid_array(const std::vector<uint32_t>& uids) {
   return postgres::detail::int_array(std::span<const uint32_t>(uids));
@@ -283,9 +290,9 @@ class PgSyncStore final : public SyncStore {
     });
   }
 
-  std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
-                                          std::chrono::milliseconds grace) override {
-    std::vector<PendingClaim> out;
+  Adopted adopt_pending(const Fence& fence, const std::string& route,
+                        std::chrono::milliseconds grace) override {
+    Adopted out;
     fenced(fence, [&](pqxx::work& work) {
       for (const auto& row : work.exec_prepared(kAdoptPending.name, route, fence.job_id,
                                                 fence.attempt, int64_t{grace.count()})) {
@@ -294,12 +301,15 @@ class PgSyncStore final : public SyncStore {
         if (!row[2].is_null()) claim.message_id = row[2].as<std::string>();
         if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
         if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
-        out.push_back(claim);
+        out.claims.push_back(claim);
       }
+      out.in_doubt =
+          work.exec_prepared(kInDoubt.name, route, fence.job_id, fence.attempt)[0][0].as<int64_t>();
     });
-    std::sort(out.begin(), out.end(), [](const PendingClaim& a, const PendingClaim& b) {
-      return std::tie(a.uidvalidity, a.uid) < std::tie(b.uidvalidity, b.uid);
-    });
+    std::sort(out.claims.begin(), out.claims.end(),
+              [](const PendingClaim& x, const PendingClaim& y) {
+                return std::tie(x.uidvalidity, x.uid) < std::tie(y.uidvalidity, y.uid);
+              });
     return out;
   }
 

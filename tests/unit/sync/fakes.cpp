@@ -271,18 +271,21 @@ std::set<uint32_t> FakeSyncStore::failed_uids(const std::string& route, uint32_t
   return out;
 }
 
-std::vector<PendingClaim> FakeSyncStore::adopt_pending(const Fence& fence, const std::string& route,
-                                                       std::chrono::milliseconds) {
+SyncStore::Adopted FakeSyncStore::adopt_pending(const Fence& fence, const std::string& route,
+                                                std::chrono::milliseconds) {
   hook("adopt_pending");
   fence_check(fence);
-  std::vector<PendingClaim> out;
+  Adopted out;
   for (auto& [key, claim] : claims) {
     if (std::get<0>(key) != route || claim.state != "PENDING") continue;
     if (claim.job_id == fence.job_id && claim.attempt == fence.attempt) continue;
-    if (running_attempts.contains({claim.job_id, claim.attempt})) continue;
+    if (running_attempts.contains({claim.job_id, claim.attempt})) {
+      ++out.in_doubt;
+      continue;
+    }
     claim.job_id = fence.job_id;
     claim.attempt = fence.attempt;
-    out.push_back(
+    out.claims.push_back(
         {std::get<1>(key), std::get<2>(key), claim.message_id, claim.size, claim.sha256_hex});
   }
   return out;

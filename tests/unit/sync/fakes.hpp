@@ -159,8 +159,8 @@ class FakeSyncStore final : public SyncStore {
   std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
                                      TimePoint now) override;
   std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override;
-  std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
-                                          std::chrono::milliseconds grace) override;
+  Adopted adopt_pending(const Fence& fence, const std::string& route,
+                        std::chrono::milliseconds grace) override;
   std::set<uint64_t> copied_gm_msgids(const std::string& route,
                                       const std::vector<uint64_t>& ids) override;
   bool copied_message(const std::string& route, const std::optional<std::string>& message_id,

@@ -182,7 +182,11 @@ TEST_F(RouteSyncRun, ClaimsOfAnAttemptThatMayStillBeAppendingAreLeftAloneUntilIt
   EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
   store_.running_attempts.insert({1, 1});  // ... and, as far as the database knows, still running
   const SyncReport beside = run();
-  ASSERT_EQ(beside.outcome, SyncOutcome::kSucceeded) << beside.result.error;
+  ASSERT_EQ(beside.outcome, SyncOutcome::kInDoubt) << beside.result.error;
+  EXPECT_EQ(beside.result.outcome, queue::Outcome::kRetryAt) << "retried when the grace is over";
+  EXPECT_EQ(beside.result.retry_at, clock_.now + options_.reconcile_grace + 1s);
+  EXPECT_NE(beside.result.error.find("3 claims of an attempt"), std::string::npos)
+      << beside.result.error;
   EXPECT_EQ(beside.result.stats.appended, 0) << "a live attempt's claims were copied again";
   EXPECT_EQ(dest_.find_calls, 0) << "a live attempt's claims were reconciled";
   EXPECT_EQ(store_.uids_in(route_.key(), "PENDING").size(), 3u);

@@ -132,9 +132,11 @@ class Client {
   AppendResult append(std::string_view mailbox, const AppendMessage& message);
   // APPEND several, pipelined when the server has LITERAL+ (one round trip for the batch);
   // one refusal does not stop the others. `may_send`, when given, is asked before each command
-  // goes out (a MULTIAPPEND of several messages is one command): once it says no, nothing more is
-  // sent, the answers to what was sent are read, and the result is shorter than `messages` (the
-  // rest were never sent). route_sync stops this way when its lease is no longer fresh.
+  // goes out: once it says no, nothing more is sent, the answers to what was sent are read, and
+  // the result is shorter than `messages` (the rest were never sent). It is also asked inside a
+  // command (before each 256 KiB of a literal and before the final CRLF); a no there cuts the
+  // command off and throws SendStopped (the connection is then unusable). route_sync stops this
+  // way when its lease is no longer fresh.
   std::vector<AppendOutcome> append_many(std::string_view mailbox,
                                          std::span<const AppendMessage> messages,
                                          const std::function<bool()>& may_send = {});

@@ -142,8 +142,12 @@ class SyncStore {
   // (mailsync.attempt_may_be_running is false with `grace`), made the fence's own in one fenced
   // statement and returned, so that only this run reconciles them. Claims of an attempt that may
   // still be appending are left alone: the run copies around them and the watermark waits for them.
-  virtual std::vector<PendingClaim> adopt_pending(const Fence& fence, const std::string& route,
-                                                  std::chrono::milliseconds grace) = 0;
+  struct Adopted {
+    std::vector<PendingClaim> claims;  // ours now, to reconcile
+    int64_t in_doubt = 0;              // PENDING claims of other attempts left alone
+  };
+  virtual Adopted adopt_pending(const Fence& fence, const std::string& route,
+                                std::chrono::milliseconds grace) = 0;
 
   // Dedupe after a UIDVALIDITY change: which of these were copied already (any UIDVALIDITY).
   virtual std::set<uint64_t> copied_gm_msgids(const std::string& route,

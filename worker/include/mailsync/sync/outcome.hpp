@@ -18,6 +18,8 @@ enum class SyncOutcome {
   kAuthRequired,   // a refresh token or a fresh access token was refused: a person must act
   kFolderMissing,  // the destination folder does not exist and create_folder is false
   kThrottled,      // the server named how long to wait: retried then
+  kInDoubt,        // copied around claims of an attempt that lost its lease less than the grace
+                   // ago (it may still have an APPEND on the wire): retried when the grace ends
   kLeaseLost,      // the job's lease was rescued or went stale: stopped at once, nothing more
                    // written; the queue already gave the job to another attempt
   kFailed,         // anything else (network, server errors): retried with backoff
