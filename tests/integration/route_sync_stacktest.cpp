@@ -20,6 +20,7 @@
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/queue/route_store.hpp"
+#include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/message_retry.hpp"
 #include "mailsync/util/sha256.hpp"
@@ -27,6 +28,7 @@
 #include "support/cut_proxy.hpp"
 #include "support/process.hpp"
 #include "support/prometheus_text.hpp"
+#include "support/scripted_imap_stream.hpp"
 #include "support/stack.hpp"
 #include "support/test_database.hpp"
 #include "support/wait_for.hpp"
@@ -320,6 +322,34 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
   EXPECT_EQ(hashes(copied), (std::multiset<std::string>{util::Sha256::hex_of(appended),
                                                         util::Sha256::hex_of(not_appended)}));
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"), "2");
+}
+
+// Issue 13: "AUTHENTICATE + NO" was judged before [UNAVAILABLE], so two blips of the shared
+// Outlook login set auth_required and stopped every route. A real access token (the emulator),
+// a server that answers AUTHENTICATE with Microsoft's transient NO.
+TEST_F(RouteSyncTest, UnavailableAtAuthenticateIsAFailureToRetryNeverAuthRequired) {
+  int authenticates = 0;
+  for (int run = 0; run < 2; ++run) {
+    auto client = imap::Client::over(std::make_unique<mailsync::testing::ScriptedImapStream>(
+        "* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 SASL-IR LITERAL+] ready\r\n",
+        [&](const mailsync::testing::ScriptedCommand& c) -> std::string {
+          if (!c.line.starts_with("AUTHENTICATE")) return c.tag + " BAD unexpected\r\n";
+          ++authenticates;
+          return c.tag + " NO [UNAVAILABLE] Temporary authentication failure.\r\n";
+        }));
+    try {
+      sync::login_xoauth2(*client, settings_.outlook_email, sync::outlook_credential(settings_),
+                          tokens_);
+      ADD_FAILURE() << "logged in";
+    } catch (const sync::SyncStop& e) {
+      ADD_FAILURE() << "a transient answer stopped the route: " << e.what();
+    } catch (const imap::ImapError& e) {
+      EXPECT_EQ(imap::classify(e).kind, imap::ErrorClass::Kind::kRetryable) << e.what();
+    }
+  }
+  EXPECT_EQ(authenticates, 2) << "a transient refusal is not retried at once with a new token";
+  store_->ensure_route(route_);
+  EXPECT_FALSE(store_->auth_required(route_.key()));
 }
 
 TEST_F(RouteSyncTest, AMissingFolderWithoutCreateFolderIsAClearPermanentError) {

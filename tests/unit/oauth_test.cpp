@@ -45,7 +45,9 @@ TEST(TokenResponse, ClassifiesErrors) {
       {200, R"({"token_type": "Bearer"})", Kind::kTemporary},
       {200, "not json", Kind::kTemporary},
       {400, R"({"error": "invalid_scope"})", Kind::kOther},
-      {400, "[1, 2]", Kind::kOther},
+      {400, "[1, 2]", Kind::kTemporary},  // not the endpoint's words: never a refused token
+      {403, "<html>Forbidden by proxy</html>", Kind::kTemporary},
+      {404, "", Kind::kTemporary},
       {400, R"({"error": 5})", Kind::kOther},  // a non-string code: no code, never a throw
       {503, R"({"error": {"code": 1}})", Kind::kTemporary},
   };

@@ -253,7 +253,7 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
       failures.push_back(
           {m.uid, judged.reason, error.what(), permanent,
            permanent ? std::nullopt : std::optional(options.now() + judged.retry_after),
-           m.message_id, static_cast<int64_t>(m.bytes.size())});
+           m.message_id, static_cast<int64_t>(m.bytes.size()), judged.max_retries});
       released.push_back(m.uid);
       last_message_error = error.what();
       log_line(permanent ? spdlog::level::err : spdlog::level::warn,
@@ -304,6 +304,12 @@ std::map<uint32_t, int> RouteSync::Run::record_failures(SyncStore& store, uint32
     if (f.permanent) continue;
     const auto seen = before.find(f.uid);
     const int retry_count = seen == before.end() ? 0 : seen->second + 1;
+    if (f.max_retries && retry_count >= *f.max_retries) {  // "maybe never" became "never"
+      f.permanent = true;
+      f.next_retry_at.reset();
+      f.error += " (permanent after " + std::to_string(retry_count) + " retries)";
+      continue;
+    }
     const auto hint =
         std::chrono::duration_cast<std::chrono::milliseconds>(f.next_retry_at.value_or(now) - now);
     f.next_retry_at = next_message_retry_at(now, retry_count, hint);

@@ -58,33 +58,59 @@ std::optional<std::chrono::milliseconds> suggested_backoff(std::string_view text
 
 ErrorClass classify(const ImapError& error) {
   using Kind = ErrorClass::Kind;
+  using std::chrono::milliseconds;
   const std::string code = error.code() ? error.code()->name : "";
   const std::string& text = error.text();
+  auto says = [&](std::string_view words) { return contains_nocase(text, words); };
 
+  // Wait: the server asked to slow down. Outlook names the time ("Suggested Backoff Time"); Gmail
+  // limits connections per account ("[ALERT] Too many simultaneous connections", also at
+  // AUTHENTICATE) and bandwidth ("[OVERQUOTA] Account exceeded command or bandwidth limits"),
+  // where a long pause is the answer.
   if (const auto backoff = suggested_backoff(text))
-    return {Kind::kThrottled, *backoff, "throttled"};
-  if (code == "THROTTLED" || contains_nocase(text, "throttl") ||
-      contains_nocase(text, "too many simultaneous") || contains_nocase(text, "bandwidth limits"))
-    return {Kind::kThrottled, std::chrono::milliseconds(0), "throttled"};
+    return {Kind::kThrottled, *backoff, "throttled", {}};
+  if (says("bandwidth limits") || says("command or bandwidth"))
+    return {Kind::kThrottled, milliseconds(std::chrono::minutes(10)), "bandwidth", {}};
+  if (says("too many simultaneous connections"))
+    return {Kind::kThrottled, milliseconds(std::chrono::minutes(1)), "too_many_connections", {}};
+  if (code == "THROTTLED" || says("throttl")) return {Kind::kThrottled, {}, "throttled", {}};
+
+  // Try again: the server (not the request) is in trouble.
+  if (code == "UNAVAILABLE" || code == "SERVERBUG" || code == "INUSE" || says("try again") ||
+      says("system error") || says("temporar") || says("session expired") || says("internal error"))
+    return {Kind::kRetryable, {}, "server_unavailable", {}};
+  // Outlook after a good AUTHENTICATE (missing rights, connection churn) and on APPEND.
+  if (says("authenticated but not connected")) return {Kind::kRetryable, {}, "not_connected", {}};
+
+  // The credentials: definitive answers only. A plain NO to AUTHENTICATE or LOGIN (Outlook's
+  // "AUTHENTICATE failed.") counts too; the login retries it once with a fresh token before the
+  // route is set auth_required.
   if (code == "AUTHENTICATIONFAILED" || code == "AUTHORIZATIONFAILED" || code == "EXPIRED" ||
-      (error.command() == "AUTHENTICATE" && error.status() == Status::kNo) ||
-      (error.command() == "LOGIN" && error.status() == Status::kNo))
-    return {Kind::kAuth, {}, "auth_failed"};
-  if (code == "UNAVAILABLE" || code == "SERVERBUG" || code == "INUSE" || code == "CONTACTADMIN" ||
-      contains_nocase(text, "session expired") || contains_nocase(text, "try again"))
-    return {Kind::kRetryable, {}, "server_unavailable"};
-  if (code == "LIMIT" || contains_nocase(text, "too large") || contains_nocase(text, "too big") ||
-      contains_nocase(text, "exceeds") || contains_nocase(text, "line too long"))
-    return {Kind::kPermanent, {}, "too_large"};
-  if (code == "OVERQUOTA") return {Kind::kPermanent, {}, "over_quota"};
+      ((error.command() == "AUTHENTICATE" || error.command() == "LOGIN") &&
+       error.status() == Status::kNo))
+    return {Kind::kAuth, {}, "auth_failed", {}};
+
+  // This message, never: what the destination refuses for its size or its lines.
+  if (code == "LIMIT" || code == "TOOBIG" || says("too large") || says("too big") ||
+      says("maximum size of appendable message") || says("exceeds") || says("line too long") ||
+      says("command error. 10"))
+    return {Kind::kPermanent, {}, "too_large", {}};
+  // Outlook's catch-all for APPEND (too big, mailbox full, an embedded message it cannot parse):
+  // retried a few times, then permanent.
+  if (says("command argument error")) return {Kind::kRetryable, {}, "argument_error", 3};
+  // A full mailbox fills up for everyone: waited out, never recorded as this message's fault.
+  if (code == "OVERQUOTA" || says("quota"))
+    return {Kind::kRetryable, milliseconds(std::chrono::hours(1)), "over_quota", {}};
   if (code == "TRYCREATE" || code == "NONEXISTENT")
-    return {Kind::kPermanent, {}, "no_such_mailbox"};
+    return {Kind::kPermanent, {}, "no_such_mailbox", {}};
+  if (says("folder name is reserved")) return {Kind::kPermanent, {}, "folder_reserved", {}};
   if (code == "CANNOT" || code == "NOPERM" || code == "PARSE" || code == "BADCHARSET")
-    return {Kind::kPermanent, {}, "refused"};
-  if (error.status() == Status::kBye) return {Kind::kRetryable, {}, "server_closed"};
-  if (error.status() == Status::kBad) return {Kind::kPermanent, {}, "bad_command"};
-  // A NO we cannot read: most are transient server trouble; the caller caps the retries.
-  return {Kind::kRetryable, {}, "refused_transient"};
+    return {Kind::kPermanent, {}, "refused", {}};
+  if (error.status() == Status::kBye) return {Kind::kRetryable, {}, "server_closed", {}};
+  // Any other NO or BAD: not known to mean "never", so transient; the per-message retry schedule
+  // spaces the tries out and the failure stays visible with the server's words.
+  if (error.status() == Status::kBad) return {Kind::kRetryable, {}, "bad_command", 5};
+  return {Kind::kRetryable, {}, "refused_transient", {}};
 }
 
 ErrorClass classify(std::exception_ptr error) {

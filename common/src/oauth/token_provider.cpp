@@ -132,9 +132,12 @@ AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
                            credential.refresh_token.reference() +
                            ", then run `mailsync resume` for the route");
       }
+      // Any other refusal (invalid_request, invalid_scope, ...) says nothing definitive about the
+      // refresh token: not auth_required, but no use asking again at once either. The run fails
+      // with these words and the queue retries it with backoff.
       if (error.kind == TokenError::Kind::kOther)
-        throw AuthRequired(credential.label + ": the token endpoint rejected the request (" + what +
-                           ")");
+        throw TokenUnavailable(credential.label + ": the token endpoint rejected the request (" +
+                               what + "); the refresh token was not refused, so this is retried");
       last_problem = "HTTP " + std::to_string(error.status) + " " + what;
     }
     if (attempt < options_.attempts) {

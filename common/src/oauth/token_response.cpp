@@ -8,9 +8,11 @@ TokenResponse parse_token_response(long http_status, std::string_view body) {
   using Kind = TokenError::Kind;
   const nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   const bool temporary_status = http_status >= 500 || http_status == 429 || http_status == 408;
+  // Not the endpoint's own words (a proxy's or a firewall's page, a truncated body), whatever
+  // the status: nothing definitive about the refresh token, so transient.
   if (doc.is_discarded() || !doc.is_object())
-    return TokenError{temporary_status || http_status == 200 ? Kind::kTemporary : Kind::kOther,
-                      http_status, "the token endpoint's answer is not a JSON object", ""};
+    return TokenError{Kind::kTemporary, http_status,
+                      "the token endpoint's answer is not a JSON object", ""};
 
   if (http_status == 200) {
     const auto token = doc.find("access_token");

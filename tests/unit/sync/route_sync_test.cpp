@@ -174,6 +174,28 @@ TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
   EXPECT_EQ(watermark(), 3u);
 }
 
+TEST_F(RouteSyncRun, OutlooksCatchAllRefusalIsRetriedAFewTimesThenPermanentWithItsWords) {
+  const auto sent = seed(2);
+  int refused = 0;
+  dest_.refuse = [&](std::string_view bytes) -> std::optional<imap::ImapError> {
+    if (bytes != sent[1]) return std::nullopt;
+    ++refused;
+    return imap::ImapError("APPEND", imap::Status::kBad, std::nullopt,
+                           "Command Argument Error. 11");
+  };
+  for (int run_number = 0; run_number < 6; ++run_number) {
+    ASSERT_EQ(run().outcome, SyncOutcome::kSucceeded);
+    clock_.now += 7h;  // past any retry time
+  }
+  EXPECT_EQ(refused, 4) << "the first try and three retries, then no more";
+  const auto& row = store_.failures.at({route_.key(), 7, 2});
+  EXPECT_TRUE(row.failure.permanent);
+  EXPECT_NE(row.failure.error.find("Command Argument Error. 11"), std::string::npos);
+  EXPECT_NE(row.failure.error.find("permanent after 3 retries"), std::string::npos)
+      << row.failure.error;
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[0]), 1u);
+}
+
 // ---- fencing (docs/state_machine.md) ----------------------------------------------------------
 
 TEST_F(RouteSyncRun, ClaimsOfAnAttemptThatMayStillBeAppendingAreLeftAloneUntilItIsOver) {

@@ -27,6 +27,14 @@ class ImapError : public std::runtime_error {
   std::string text_;
 };
 
+// Client::append_many was told to stop sending in the middle of a command and cut it off: the
+// command was never completed (so the server stores nothing of it), the connection is unusable,
+// and the outcome of the commands sent before it is unknown.
+class SendStopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // The server broke the protocol (unparseable bytes, an unexpected response). The connection is
 // unusable; retrying on a new one may work.
 class ProtocolError : public std::runtime_error {
@@ -45,10 +53,19 @@ struct ErrorClass {
   Kind kind = Kind::kRetryable;
   std::chrono::milliseconds retry_after{0};
   std::string reason;  // short, for logs and the failures table: "throttled", "too_large", ...
+  // kRetryable answers that may as well mean "never, for this message" (Outlook's catch-all
+  // "Command Argument Error. 11"): after this many retries the message's failure is permanent.
+  std::optional<int> max_retries;
 };
 
 inline constexpr std::chrono::milliseconds kMaxSuggestedBackoff{std::chrono::minutes(10)};
 
+// Judged from the most to the least specific: what says "wait" (throttling, connection and
+// bandwidth limits), then what says "try again" (unavailable, server errors), and only then what
+// says "your credentials" or "this message": a transient answer is never read as auth_required
+// or as a permanent refusal. A BAD is permanent only for the texts known to mean "this message";
+// any other NO or BAD is transient. The providers' texts are those public client projects report
+// (imapsync's FAQ.Office365 and FAQ.Gmail, imapflow, MailKit, node-imap).
 ErrorClass classify(const ImapError& error);
 // Any exception from the IMAP client or the transport; unknown ones are retryable.
 ErrorClass classify(std::exception_ptr error);

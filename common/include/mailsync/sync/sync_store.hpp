@@ -68,6 +68,7 @@ struct Failure {
   std::optional<TimePoint> next_retry_at;  // transient only
   std::optional<std::string> message_id;
   std::optional<int64_t> size;
+  std::optional<int> max_retries;  // transient: permanent once retried this often (not stored)
 };
 
 struct PendingClaim {
