@@ -20,6 +20,7 @@
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/queue/route_store.hpp"
+#include "mailsync/sync/dynamo_state_mirror.hpp"
 #include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/message_retry.hpp"
@@ -352,6 +353,51 @@ TEST_F(RouteSyncTest, UnavailableAtAuthenticateIsAFailureToRetryNeverAuthRequire
   EXPECT_FALSE(store_->auth_required(route_.key()));
 }
 
+// Issue 13: a Message-ID with invalid UTF-8 or a NUL went raw into a text[] parameter and into
+// strict JSON, failing its batch on every run. Stored escaped (util::encode_header_bytes), both are
+// copied, deduplicated and reconciled like any other, and nothing after them is held up.
+TEST_F(RouteSyncTest, MessageIdsWithInvalidUtf8OrANulAreCopiedAndHoldNothingUp) {
+  const std::string eight_bit =
+      mailsync::testing::message("Message-ID: <caf\xe9\xff@x>\r\n", "8-bit Message-ID\r\n");
+  const std::string nul = mailsync::testing::message(std::string("Message-ID: <a\0b@x>\r\n", 20),
+                                                     "a NUL in the Message-ID\r\n");
+  const std::string after = mailsync::testing::message("Message-ID: <after@x>\r\n", "after\r\n");
+  std::multiset<std::string> sent;
+  for (const auto* bytes : {&eight_bit, &nul, &after}) {
+    try {
+      sent.insert(seed(*bytes));
+    } catch (const std::exception& e) {
+      // a server that refuses a NUL in a literal keeps it out of the source, not out of the test
+      ADD_FAILURE() << "the source refused a message: " << e.what();
+    }
+  }
+  // What the source serves is what must arrive (Dovecot stores a NUL as it sees fit).
+  sent = hashes(read_folder(*gmail_as(user_), "INBOX"));
+  const sync::SyncReport report = run(route_);
+  ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, static_cast<int>(sent.size()));
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE message_id LIKE "
+                            "'~esc:%' AND state = 'DONE'"),
+            "2");
+  EXPECT_EQ(db_.query_value("SELECT message_id FROM mailsync.uid_claims WHERE uid = 1"),
+            "~esc:<caf%E9%FF@x>");
+  EXPECT_EQ(db_.query_value("SELECT message_id FROM mailsync.uid_claims WHERE uid = 3"),
+            "<after@x>");
+  int escaped_in_dynamo = 0;
+  for (const auto& item : dynamo_->query(route_.key(), "UID#"))
+    if (item.contains("message_id_header") &&
+        item["message_id_header"]["S"].get<std::string>().starts_with("~esc:"))
+      ++escaped_in_dynamo;
+  EXPECT_EQ(escaped_in_dynamo, 2);
+  // Deduplicated by those stored values after a UIDVALIDITY change: nothing copied twice.
+  db_.execute("UPDATE mailsync.watermarks SET uidvalidity = uidvalidity + 1");
+  const sync::SyncReport again = run(route_);
+  ASSERT_EQ(again.result.outcome, queue::Outcome::kSucceeded) << again.result.error;
+  EXPECT_EQ(again.result.stats.appended, 0);
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+}
+
 TEST_F(RouteSyncTest, AMissingFolderWithoutCreateFolderIsAClearPermanentError) {
   seed(mailsync::testing::message("Message-ID: <nofolder@x>\r\n", "x\r\n"));
   route_.create_folder = false;
@@ -403,6 +449,56 @@ TEST_F(RouteSyncTest, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {
                 {"last_uid", dynamo::N(2)},
                 {"updated_at", dynamo::S("2025-01-01T00:00:00Z")}});
   EXPECT_EQ(run(route_).result.stats.appended, 1) << "UIDs 1 and 2 were copied by the Lambda";
+}
+
+// Issue 13: a second writer on the table (the Lambda, still running) holding PENDING items for the
+// same messages, same bytes. Before claimed_by, mailsync took such an item for its own and both
+// appended; and crash recovery deleted it. Now: none of them copied, every item as it was.
+TEST_F(RouteSyncTest, ASecondWritersPendingItemsAreLeftAloneAndTheirMessagesNotCopied) {
+  std::vector<std::string> sent;
+  for (int i = 0; i < 3; ++i)
+    sent.push_back(seed(mailsync::testing::message(
+        "Message-ID: <second" + std::to_string(i) + "@x>\r\n", "second writer\r\n")));
+  const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
+  auto lambda_item = [&](uint32_t uid) {
+    return nlohmann::json{
+        {"PK", dynamo::S(route_.key())},
+        {"SK", dynamo::S("UID#" + std::to_string(uidvalidity) + "#" + std::to_string(uid))},
+        {"status", dynamo::S("PENDING")},
+        {"rfc822_sha256", dynamo::S(sent[uid - 1])},
+        {"message_id_header", dynamo::S("<second" + std::to_string(uid - 1) + "@x>")},
+        {"ttl", dynamo::N(4102444800)}};
+  };
+  dynamo_->put(lambda_item(1));
+  dynamo_->put(lambda_item(2));
+  // UID 2 was also claimed in Postgres by a mailsync attempt that crashed: its recovery must not
+  // reconcile the other writer's item away either.
+  store_->ensure_route(route_);
+  {
+    queue::LeaseKeeper crashed(db_.url(), "crashed worker", route_.key());
+    store_->claim(route_.key(), uidvalidity, {{2, "<second1@x>", sent[1], 100}},
+                  {crashed.job().id, crashed.job().attempt, "crashed worker"});
+  }
+  for (int run_number = 0; run_number < 2; ++run_number) {
+    const sync::SyncReport report = run(route_);
+    ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+    db_.execute("UPDATE mailsync.failures SET next_retry_at = now()");  // retried the second time
+  }
+  const auto copied = read_folder(*outlook(), route_.target_folder);
+  EXPECT_EQ(hashes(copied), (std::multiset<std::string>{sent[2]}));
+  for (const uint32_t uid : {1u, 2u}) {
+    const auto item = dynamo_->get(route_.key(), sync::DynamoStateMirror::uid_sk(uidvalidity, uid));
+    ASSERT_TRUE(item) << "UID " << uid << ": the other writer's item was deleted";
+    EXPECT_EQ(*item, lambda_item(uid)) << "UID " << uid << ": changed";
+  }
+  EXPECT_EQ(db_.query_value("SELECT string_agg(uid || ' ' || reason, ',' ORDER BY uid) "
+                            "FROM mailsync.failures"),
+            "1 claimed_elsewhere,2 claimed_elsewhere");
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
+            "0");
+  const auto mine = dynamo_->get(route_.key(), sync::DynamoStateMirror::uid_sk(uidvalidity, 3));
+  ASSERT_TRUE(mine);
+  EXPECT_TRUE((*mine)["claimed_by"]["S"].get<std::string>().starts_with("mailsync:"));
 }
 
 // Seeds `count` distinct messages of about 5 KB in one pipelined batch; their SHA-256s.

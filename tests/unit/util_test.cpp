@@ -67,3 +67,30 @@ TEST(OneLine, JoinsTrimmedNonEmptyLines) {
 }
 
 }  // namespace
+
+TEST(HeaderBytes, AnyBytesRoundTripAndAnOrdinaryMessageIdIsStoredUnchanged) {
+  using mailsync::util::decode_header_bytes;
+  using mailsync::util::encode_header_bytes;
+  EXPECT_EQ(encode_header_bytes("<CAF+abc%20=def@mail.gmail.com>"),
+            "<CAF+abc%20=def@mail.gmail.com>");
+  const std::string nasty[] = {
+      std::string("<a\0b@x>", 7), "<caf\xe9@x>", "<\xff\xfe>",      "~esc:<x>", "%41", "",
+      std::string(1, '\0'),       "tab\there",   "<\xe2\x82\xac@x>"};
+  for (const std::string& raw : nasty) {
+    const std::string stored = encode_header_bytes(raw);
+    EXPECT_EQ(decode_header_bytes(stored), raw) << stored;
+    for (const char c : stored) EXPECT_TRUE(c >= 0x20 && c <= 0x7E) << stored;
+  }
+  EXPECT_EQ(encode_header_bytes(std::string("<a\0b@x>", 7)), "~esc:<a%00b@x>");
+}
+
+TEST(SafeText, KeepsUtf8AndTabsAndEscapesTheRest) {
+  using mailsync::util::safe_text;
+  EXPECT_EQ(safe_text("NO [LIMIT] Nachricht zu gro\xc3\x9f\t!"),
+            "NO [LIMIT] Nachricht zu gro\xc3\x9f\t!");
+  EXPECT_EQ(safe_text("bad \xff byte"), "bad %FF byte");
+  EXPECT_EQ(safe_text("two\nlines\r"), "two%0Alines%0D");
+  EXPECT_EQ(safe_text(std::string("nul\0", 4)), "nul%00");
+  EXPECT_EQ(safe_text("\xed\xa0\x80"), "%ED%A0%80") << "a surrogate is not UTF-8";
+  EXPECT_EQ(safe_text("\xe2\x82"), "%E2%82") << "a truncated sequence";
+}

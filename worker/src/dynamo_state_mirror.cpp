@@ -1,5 +1,7 @@
 #include "mailsync/sync/dynamo_state_mirror.hpp"
 
+#include "mailsync/util/strings.hpp"
+
 #include <algorithm>
 #include <future>
 
@@ -27,10 +29,11 @@ decltype(auto) guarded(Fn&& body) {
 }  // namespace
 
 DynamoStateMirror::DynamoStateMirror(dynamo::DynamoClient& main, std::string route_key,
-                                     std::chrono::seconds ttl, std::function<TimePoint()> now,
-                                     ClientFactory lanes)
+                                     std::string claimed_by, std::chrono::seconds ttl,
+                                     std::function<TimePoint()> now, ClientFactory lanes)
     : main_(main),
       key_(std::move(route_key)),
+      claimed_by_(std::move(claimed_by)),
       ttl_(ttl),
       now_(std::move(now)),
       make_lane_(std::move(lanes)) {
@@ -60,8 +63,11 @@ json DynamoStateMirror::uid_item(uint32_t uidvalidity, const MirrorClaim& claim,
                {"SK", S(uid_sk(uidvalidity, claim.uid))},
                {"status", S(status)},
                {"rfc822_sha256", S(claim.sha256_hex)},
+               {"claimed_by", S(claimed_by_)},
                {"ttl", expiry()}};
-  if (claim.message_id) item["message_id_header"] = S(*claim.message_id);
+  // As the seed's Lambda wrote it for ordinary Message-IDs; other bytes escaped, since a JSON
+  // string holds UTF-8 only (util::encode_header_bytes).
+  if (claim.message_id) item["message_id_header"] = S(util::encode_header_bytes(*claim.message_id));
   if (status == "DONE") item["copied_at"] = S(iso8601(now_()));
   return item;
 }
@@ -93,12 +99,20 @@ std::map<uint32_t, std::string> DynamoStateMirror::claim(uint32_t uidvalidity,
         dynamo::DynamoClient& db = *lanes_[lane];
         for (size_t i = lane; i < claims.size(); i += lanes) {
           const MirrorClaim& c = claims[i];
-          if (db.put_if_absent(uid_item(uidvalidity, c, "PENDING"))) continue;
+          const json item = uid_item(uidvalidity, c, "PENDING");
+          if (db.put_if_absent(item)) continue;
           const auto existing = db.get(key_, uid_sk(uidvalidity, c.uid));
           const std::string status = existing ? (*existing)["status"].value("S", "") : "";
-          // Our own PENDING item from an earlier, interrupted run is ours to continue with.
-          if (status != "PENDING" || (*existing)["rfc822_sha256"].value("S", "") != c.sha256_hex)
-            lane_refused[c.uid] = status.empty() ? "unknown" : status;
+          const std::string holder = existing && existing->contains("claimed_by")
+                                         ? (*existing)["claimed_by"].value("S", "")
+                                         : "";
+          // A PENDING item of an earlier mailsync attempt that is over (Postgres just gave this
+          // run the UID) is taken over, conditionally on still being that attempt's. Anything else
+          // (DONE, or another writer's PENDING item, whatever its SHA-256) is left as it is.
+          if (status == "PENDING" && holder.starts_with(kClaimedByPrefix) &&
+              db.put_if(item, "claimed_by = :holder", {{":holder", S(holder)}}))
+            continue;
+          lane_refused[c.uid] = status.empty() ? "unknown" : status;
         }
         return lane_refused;
       }));
@@ -126,7 +140,7 @@ void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorCla
     for (const auto& f : failures)
       items.push_back({{"PK", S(key_)},
                        {"SK", S(fail_sk(uidvalidity, f.uid))},
-                       {"last_error", S(f.error)},
+                       {"last_error", S(util::safe_text(f.error))},
                        {"retry_count", N(f.retry_count)},
                        {"updated_at", S(iso8601(now_()))},
                        {"ttl", expiry()}});
@@ -136,7 +150,9 @@ void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorCla
 
 void DynamoStateMirror::release(uint32_t uidvalidity, const std::vector<uint32_t>& uids) {
   guarded([&] {
-    for (const uint32_t uid : uids) main_.remove_pending(key_, uid_sk(uidvalidity, uid));
+    // Only mailsync's own PENDING items: another writer's is never deleted.
+    for (const uint32_t uid : uids)
+      main_.remove_pending(key_, uid_sk(uidvalidity, uid), kClaimedByPrefix);
   });
 }
 

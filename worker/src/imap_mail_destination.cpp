@@ -29,11 +29,11 @@ class HashSink final : public imap::FetchSink {
   std::map<uint32_t, util::Sha256> partial_;
 };
 
-// SEARCH HEADER takes ASCII only, without CR/LF.
+// SEARCH HEADER takes printable ASCII only (no CR/LF, no NUL, no 8-bit bytes); a Message-ID with
+// others is found by size instead.
 bool searchable(const std::string& message_id) {
-  return message_id.find_first_of("\r\n") == std::string::npos &&
-         std::all_of(message_id.begin(), message_id.end(),
-                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(message_id.begin(), message_id.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7E; });
 }
 
 }  // namespace

@@ -58,7 +58,11 @@ SyncReport LiveRouteSync::run(const RunLease& lease, const std::atomic<bool>& ca
                         gmail_credential(settings_, route_), tokens_);
   ImapMailDestination destination(outlook_, route_.outlook_email, outlook_credential(settings_),
                                   tokens_);
-  DynamoStateMirror mirror(dynamo_, route_.key(), options_.dynamo_ttl, options_.now);
+  DynamoStateMirror mirror(dynamo_, route_.key(),
+                           DynamoStateMirror::kClaimedByPrefix +
+                               std::to_string(lease.fence.job_id) + "/" +
+                               std::to_string(lease.fence.attempt),
+                           options_.dynamo_ttl, options_.now);
   return RouteSync(route_, {source, destination, store_, mirror}, options_).run(lease, cancel);
 }
 

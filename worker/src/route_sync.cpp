@@ -163,6 +163,7 @@ void RouteSync::Run::reconcile() {
   in_doubt = adopted.in_doubt;
   const std::vector<PendingClaim>& pending = adopted.claims;
   if (pending.empty()) return;
+  ensure_folder();  // it may have gone since (a person deleted it): then nothing arrived there
   const auto arrivals = ports.destination.find_arrivals(route.target_folder, pending);
   for (size_t i = 0; i < pending.size(); ++i) {
     const PendingClaim& claim = pending[i];

@@ -9,6 +9,7 @@
 #include "mailsync/metrics.hpp"
 #include "mailsync/sync/message_retry.hpp"
 #include "mailsync/util/pause_point.hpp"
+#include "mailsync/util/strings.hpp"
 #include "route_sync_run.hpp"
 
 namespace mailsync::sync {
@@ -135,7 +136,7 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
     for (const FetchedMessage* m : to_copy)
       p->would_copy.push_back("UID " + std::to_string(m->uid) + " " +
                               std::to_string(m->bytes.size()) + " bytes " +
-                              m->message_id.value_or("(no Message-ID)"));
+                              util::safe_text(m->message_id.value_or("(no Message-ID)")));
     return p;
   }
 
@@ -170,6 +171,7 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
                              static_cast<int64_t>(m->bytes.size()), std::nullopt, m->gm_msgid});
         ++p->skipped;
       } else {
+        p->give_back.push_back(m->uid);
         p->failures.push_back({m->uid, "claimed_elsewhere",
                                "another writer holds the DynamoDB claim (" + other->second + ")",
                                false, options.now() + kClaimedElsewhereWait, m->message_id,
@@ -187,9 +189,11 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
 void RouteSync::Run::abandon(uint32_t uidvalidity, const Prepared& p) {
   std::vector<uint32_t> uids;
   for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
-  if (uids.empty()) return;
-  db([&](SyncStore& store) { store.release(fence, key, uidvalidity, uids); });
-  ports.mirror.release(uidvalidity, uids);
+  std::vector<uint32_t> ours = uids;
+  ours.insert(ours.end(), p.give_back.begin(), p.give_back.end());
+  if (ours.empty()) return;
+  db([&](SyncStore& store) { store.release(fence, key, uidvalidity, ours); });
+  if (!uids.empty()) ports.mirror.release(uidvalidity, uids);
 }
 
 // APPEND -> finalize (Postgres, then the mirror). Returns the UIDs now handled (DONE, skipped
@@ -264,7 +268,9 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   // Postgres first (the truth), then the mirror.
   const std::map<uint32_t, int> retries = db([&](SyncStore& store) {
     store.finalize(fence, key, uidvalidity, copied);
-    store.release(fence, key, uidvalidity, released);
+    std::vector<uint32_t> ours = released;
+    ours.insert(ours.end(), p.give_back.begin(), p.give_back.end());
+    store.release(fence, key, uidvalidity, ours);
     return record_failures(store, uidvalidity, failures);
   });
   p.phases.mark("finalize");

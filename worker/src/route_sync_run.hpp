@@ -65,6 +65,7 @@ struct RouteSync::Run {
     std::vector<const FetchedMessage*> appending;  // claimed here and in the mirror
     std::vector<Copied> copied;                    // another writer (the old Lambda) copied them
     std::vector<Failure> failures;                 // another writer holds the mirror's claim
+    std::vector<uint32_t> give_back;               // ... so our Postgres claims are released
     std::set<uint32_t> handled;                    // skipped: copied before
     int skipped = 0;
     std::vector<std::string> would_copy;  // dry run

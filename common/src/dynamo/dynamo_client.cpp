@@ -122,13 +122,27 @@ std::optional<json> DynamoClient::get(const std::string& pk, const std::string& 
   return answer["Item"];
 }
 
-bool DynamoClient::remove_pending(const std::string& pk, const std::string& sk) {
+bool DynamoClient::put_if(const json& item, const std::string& condition, const json& values) {
+  try {
+    call("PutItem", {{"Item", item},
+                     {"ConditionExpression", condition},
+                     {"ExpressionAttributeValues", values}});
+    return true;
+  } catch (const DynamoError& e) {
+    if (e.kind() == Kind::kConditionFailed) return false;
+    throw;
+  }
+}
+
+bool DynamoClient::remove_pending(const std::string& pk, const std::string& sk,
+                                  const std::string& claimed_by_prefix) {
   try {
     call("DeleteItem",
          {{"Key", {{"PK", S(pk)}, {"SK", S(sk)}}},
-          {"ConditionExpression", "#s = :pending"},
+          {"ConditionExpression", "#s = :pending AND begins_with(claimed_by, :mine)"},
           {"ExpressionAttributeNames", {{"#s", "status"}}},  // "status" is a reserved word
-          {"ExpressionAttributeValues", {{":pending", S("PENDING")}}}});
+          {"ExpressionAttributeValues",
+           {{":pending", S("PENDING")}, {":mine", S(claimed_by_prefix)}}}});
     return true;
   } catch (const DynamoError& e) {
     if (e.kind() == Kind::kConditionFailed) return false;

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "mailsync/sync/sync_store.hpp"
+#include "mailsync/util/strings.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/params.hpp"
 #include "postgres/pg_arrays.hpp"
@@ -198,6 +199,12 @@ constexpr Query kAll[] = {kEnsureRoute, kWatermarkGet,    kWatermarkSet,
                           kSetOutcome,  kSetAuthRequired, kAuthRequired,
                           kSetProgress, kClearProgress};
 
+// Header-derived values go in as text any bytes survive (util::encode_header_bytes).
+std::optional<std::string> stored(const std::optional<std::string>& value) {
+  if (!value) return std::nullopt;
+  return util::encode_header_bytes(*value);
+}
+
 std::string uid_array(const std::vector<uint32_t>& uids) {
   return postgres::detail::int_array(std::span<const uint32_t>(uids));
 }
@@ -235,7 +242,7 @@ class PgSyncStore final : public SyncStore {
     TextArray uids, ids, shas, sizes;
     for (const auto& r : requests) {
       uids.add(std::to_string(r.uid));
-      ids.add_optional(r.message_id);
+      ids.add_optional(stored(r.message_id));
       shas.add(r.sha256_hex);
       sizes.add(std::to_string(r.size));
     }
@@ -250,7 +257,8 @@ class PgSyncStore final : public SyncStore {
                      : kind == "DONE"  ? ClaimState::Kind::kDone
                                        : ClaimState::Kind::kPending;
         if (!row[2].is_null()) state.dest_uid = row[2].as<uint32_t>();
-        if (!row[3].is_null()) state.message_id = row[3].as<std::string>();
+        if (!row[3].is_null())
+          state.message_id = util::decode_header_bytes(row[3].as<std::string>());
         if (!row[4].is_null()) state.size = row[4].as<int64_t>();
         out[row[0].as<uint32_t>()] = state;
       }
@@ -266,7 +274,7 @@ class PgSyncStore final : public SyncStore {
       uids.add(std::to_string(c.uid));
       dest_v.add_optional(c.dest_uidvalidity);
       dest_uids.add_optional(c.dest_uid);
-      ids.add_optional(c.message_id);
+      ids.add_optional(stored(c.message_id));
       shas.add(c.sha256_hex);
       sizes.add(std::to_string(c.size));
       dates.add_time(c.internaldate);
@@ -298,7 +306,8 @@ class PgSyncStore final : public SyncStore {
                                                 fence.attempt, int64_t{grace.count()})) {
         PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
                            ""};
-        if (!row[2].is_null()) claim.message_id = row[2].as<std::string>();
+        if (!row[2].is_null())
+          claim.message_id = util::decode_header_bytes(row[2].as<std::string>());
         if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
         if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
         out.claims.push_back(claim);
@@ -321,10 +330,10 @@ class PgSyncStore final : public SyncStore {
     for (const Failure& f : failures) {
       uids.add(std::to_string(f.uid));
       reasons.add(f.reason);
-      errors.add(f.error.empty() ? f.reason : f.error);
+      errors.add(util::safe_text(f.error.empty() ? f.reason : f.error));
       permanent.add(f.permanent ? "t" : "f");
       retry.add_time(f.next_retry_at);
-      ids.add_optional(f.message_id);
+      ids.add_optional(stored(f.message_id));
       sizes.add_optional(f.size);
     }
     std::map<uint32_t, int> counts;
@@ -376,7 +385,7 @@ class PgSyncStore final : public SyncStore {
 
   bool copied_message(const std::string& route, const std::optional<std::string>& message_id,
                       const std::string& sha256_hex) override {
-    const NullableParam id(message_id);
+    const NullableParam id(stored(message_id));
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
       return !work.exec_prepared(kCopiedMessage.name, route, id.get(), sha256_hex).empty();
@@ -385,7 +394,7 @@ class PgSyncStore final : public SyncStore {
 
   void set_outcome(const std::string& route, const std::string& outcome, const std::string& error,
                    bool success) override {
-    exec(kSetOutcome, route, outcome, error, success);
+    exec(kSetOutcome, route, outcome, util::safe_text(error), success);
   }
 
   void set_progress(const std::string& route, const Progress& p) override {
@@ -396,7 +405,7 @@ class PgSyncStore final : public SyncStore {
   void clear_progress(const std::string& route) override { exec(kClearProgress, route); }
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
-    exec(kSetAuthRequired, route, detail);
+    exec(kSetAuthRequired, route, util::safe_text(detail));
   }
 
   bool auth_required(const std::string& route) override {

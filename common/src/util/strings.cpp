@@ -1,5 +1,7 @@
 #include "mailsync/util/strings.hpp"
 
+#include <algorithm>
+
 namespace mailsync::util {
 
 namespace {
@@ -78,6 +80,108 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
           eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+}  // namespace mailsync::util
+
+namespace mailsync::util {
+
+namespace {
+
+constexpr std::string_view kEscaped = "~esc:";
+constexpr char kHex[] = "0123456789ABCDEF";
+
+void append_escaped(std::string& out, unsigned char c) {
+  out += '%';
+  out += kHex[c >> 4];
+  out += kHex[c & 0xF];
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Length of the valid UTF-8 sequence starting at text[i], or 0 (RFC 3629: no overlongs, no
+// surrogates, at most U+10FFFF).
+size_t utf8_length(std::string_view text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char low = 0x80, high = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) low = 0xA0;
+    if (c == 0xED) high = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) low = 0x90;
+    if (c == 0xF4) high = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > text.size()) return 0;
+  if (byte(i + 1) < low || byte(i + 1) > high) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return n;
+}
+
+}  // namespace
+
+std::string encode_header_bytes(std::string_view bytes) {
+  const bool plain =
+      !bytes.starts_with(kEscaped) &&
+      std::all_of(bytes.begin(), bytes.end(), [](char c) { return c >= 0x20 && c <= 0x7E; });
+  if (plain) return std::string(bytes);
+  std::string out(kEscaped);
+  for (const char c : bytes) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u > 0x20 && u < 0x7F && c != '%')
+      out += c;
+    else
+      append_escaped(out, u);
+  }
+  return out;
+}
+
+std::string decode_header_bytes(std::string_view text) {
+  if (!text.starts_with(kEscaped)) return std::string(text);
+  text.remove_prefix(kEscaped.size());
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
+        hex_value(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string safe_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t n = utf8_length(text, i);
+    if (n == 0 || (c < 0x20 && c != '\t') || c == 0x7F) {
+      append_escaped(out, c);
+      ++i;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
+    }
   }
   return out;
 }

@@ -369,8 +369,11 @@ std::map<uint32_t, std::string> FakeStateMirror::claim(uint32_t uidvalidity,
     const auto key = std::make_pair(uidvalidity, c.uid);
     const auto found = uid_items.find(key);
     if (found == uid_items.end()) {
-      uid_items[key] = {"PENDING", c.sha256_hex, c.message_id};
-    } else if (found->second.status != "PENDING" || found->second.sha256_hex != c.sha256_hex) {
+      uid_items[key] = {"PENDING", c.sha256_hex, c.message_id, "mailsync:run"};
+    } else if (found->second.status == "PENDING" &&
+               found->second.claimed_by.starts_with("mailsync:")) {
+      found->second = {"PENDING", c.sha256_hex, c.message_id, "mailsync:run"};  // taken over
+    } else {
       refused[c.uid] = found->second.status;
     }
   }
@@ -381,7 +384,8 @@ void FakeStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorClaim
                              const std::vector<MirrorFailure>& failures) {
   std::lock_guard lock(mutex_);
   hook("record");
-  for (const auto& c : done) uid_items[{uidvalidity, c.uid}] = {"DONE", c.sha256_hex, c.message_id};
+  for (const auto& c : done)
+    uid_items[{uidvalidity, c.uid}] = {"DONE", c.sha256_hex, c.message_id, "mailsync:run"};
   for (const auto& f : failures) fail_items[{uidvalidity, f.uid}] = f;
 }
 
@@ -390,7 +394,9 @@ void FakeStateMirror::release(uint32_t uidvalidity, const std::vector<uint32_t>&
   hook("release");
   for (const uint32_t uid : uids) {
     const auto found = uid_items.find({uidvalidity, uid});
-    if (found != uid_items.end() && found->second.status == "PENDING") uid_items.erase(found);
+    if (found != uid_items.end() && found->second.status == "PENDING" &&
+        found->second.claimed_by.starts_with("mailsync:"))
+      uid_items.erase(found);
   }
 }
 

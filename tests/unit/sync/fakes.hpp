@@ -187,6 +187,7 @@ class FakeStateMirror final : public StateMirror {
     std::string status;  // PENDING | DONE
     std::string sha256_hex;
     std::optional<std::string> message_id;
+    std::string claimed_by;  // "mailsync:..." on mailsync's items; empty on another writer's
   };
   std::map<std::pair<uint32_t, uint32_t>, Item> uid_items;
   std::map<std::pair<uint32_t, uint32_t>, MirrorFailure> fail_items;

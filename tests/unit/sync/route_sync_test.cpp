@@ -9,6 +9,7 @@
 #include "fakes.hpp"
 #include "mailsync/oauth/token_provider.hpp"
 #include "mailsync/postgres/errors.hpp"
+#include "mailsync/util/sha256.hpp"
 
 namespace mailsync::sync {
 namespace {
@@ -348,7 +349,7 @@ TEST_F(RouteSyncRun, AMissingFolderWithoutCreateFolderIsDeadWithAClearMessage) {
 
 TEST_F(RouteSyncRun, AMessageAnotherWriterCopiedIsSkippedAndRecordedDone) {
   const auto sent = seed(2);
-  mirror_.uid_items[{7, 1}] = {"DONE", "somehash", std::nullopt};  // the old Lambda copied it
+  mirror_.uid_items[{7, 1}] = {"DONE", "somehash", std::nullopt, ""};  // the old Lambda copied it
   const SyncReport report = run();
   EXPECT_EQ(report.result.stats.appended, 1);
   EXPECT_EQ(report.result.stats.skipped, 1);
@@ -358,7 +359,7 @@ TEST_F(RouteSyncRun, AMessageAnotherWriterCopiedIsSkippedAndRecordedDone) {
 
 TEST_F(RouteSyncRun, AMessageAnotherWriterIsCopyingIsLeftToItAndRetriedLater) {
   const auto sent = seed(2);
-  mirror_.uid_items[{7, 1}] = {"PENDING", "another-hash", std::nullopt};
+  mirror_.uid_items[{7, 1}] = {"PENDING", "another-hash", std::nullopt, ""};
   const SyncReport report = run();
   EXPECT_EQ(report.result.stats.appended, 1);
   EXPECT_EQ(dest_.count(route_.target_folder, sent[0]), 0u);
@@ -366,6 +367,27 @@ TEST_F(RouteSyncRun, AMessageAnotherWriterIsCopyingIsLeftToItAndRetriedLater) {
   EXPECT_EQ(failure.failure.reason, "claimed_elsewhere");
   EXPECT_EQ(failure.failure.next_retry_at, clock_.now + 5min);
   EXPECT_EQ(mirror_.uid_items.at({7, 1}).sha256_hex, "another-hash") << "its item is untouched";
+}
+
+// Issue 13: an item another writer holds with the same bytes passed for mailsync's own, and both
+// appended. Now only items mailsync wrote (claimed_by) are its own; another writer's PENDING item
+// is left alone in both stores, also by later runs and their crash recovery.
+TEST_F(RouteSyncRun, AnotherWritersPendingItemWithTheSameBytesIsNeverTakenOrDeleted) {
+  const auto sent = seed(2);
+  const std::string same = util::Sha256::hex_of(sent[0]);
+  mirror_.uid_items[{7, 1}] = {"PENDING", same, std::nullopt, ""};  // the Lambda, copying it
+  for (int run_number = 0; run_number < 3; ++run_number) {
+    const SyncReport report = run();
+    ASSERT_EQ(report.outcome, SyncOutcome::kSucceeded) << report.result.error;
+    clock_.now += 1h;  // its claimed_elsewhere retry is due each time
+  }
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[0]), 0u) << "copied beside the other writer";
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[1]), 1u);
+  const auto& item = mirror_.uid_items.at({7, 1});
+  EXPECT_EQ(item.status, "PENDING");
+  EXPECT_EQ(item.claimed_by, "") << "its item was taken over";
+  EXPECT_EQ(store_.failures.at({route_.key(), 7, 1}).failure.reason, "claimed_elsewhere");
+  EXPECT_TRUE(store_.uids_in(route_.key(), "PENDING").empty());
 }
 
 TEST_F(RouteSyncRun, AStopBetweenBatchesGivesBackTheBatchClaimedAheadAndTheNextRunFinishes) {

@@ -83,8 +83,14 @@ class DynamoClient {
   bool put_if_absent(const nlohmann::json& item);
   void put(const nlohmann::json& item);
   std::optional<nlohmann::json> get(const std::string& pk, const std::string& sk);
-  // DeleteItem of a UID# item only while its status is PENDING; false when it was not.
-  bool remove_pending(const std::string& pk, const std::string& sk);
+  // PutItem only if `condition` holds for the item there (ExpressionAttributeValues `values`);
+  // false when it did not.
+  bool put_if(const nlohmann::json& item, const std::string& condition,
+              const nlohmann::json& values);
+  // DeleteItem of a UID# item only while its status is PENDING and its claimed_by begins with
+  // `claimed_by_prefix`; false when it was not.
+  bool remove_pending(const std::string& pk, const std::string& sk,
+                      const std::string& claimed_by_prefix);
   // Query PK = pk AND begins_with(SK, sk_prefix), all pages.
   std::vector<nlohmann::json> query(const std::string& pk, const std::string& sk_prefix);
   // BatchWriteItem of puts, 25 at a time, unprocessed items retried.

@@ -20,6 +20,18 @@ std::string ascii_upper(std::string_view text);
 // Lower-case hex of the bytes.
 std::string to_hex(std::string_view bytes);
 
+// Header-derived bytes (a Message-ID) as text that any bytes survive in PostgreSQL text and in
+// JSON: a value of printable ASCII (0x20..0x7E) not starting with "~esc:" is kept as it is (so
+// every well-formed Message-ID is stored unchanged); any other becomes "~esc:" followed by the
+// bytes with everything outside 0x21..0x7E, and '%', written %XX. decode_header_bytes reverses
+// it exactly (docs/state_machine.md, "Stored header values").
+std::string encode_header_bytes(std::string_view bytes);
+std::string decode_header_bytes(std::string_view text);
+
+// A server's or a library's words made safe to store and show: bytes that are not valid UTF-8,
+// and control characters other than tab, become "%XX". Lossless for ordinary text.
+std::string safe_text(std::string_view text);
+
 // "a=1&b=x%20y" -> {a: "1", b: "x y"} ('+' is a space, as in HTML forms). Later keys win.
 std::map<std::string, std::string> parse_query(std::string_view query);
 

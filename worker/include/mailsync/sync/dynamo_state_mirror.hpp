@@ -13,7 +13,12 @@
 // section 5, the seed's attributes):
 //   WATERMARK                 uidvalidity, last_uid, updated_at
 //   UID#<uidvalidity>#<uid>   status (PENDING | DONE), rfc822_sha256, message_id_header, copied_at,
-//   ttl FAIL#<uidvalidity>#<uid>  last_error, retry_count, updated_at, ttl
+//                             ttl, and (added, not the seed's) claimed_by
+//   FAIL#<uidvalidity>#<uid>  last_error, retry_count, updated_at, ttl
+// claimed_by is "mailsync:<job>/<attempt>" on every item mailsync writes. An item without it (the
+// Lambda's, or another tool's) is another writer's: mailsync never takes it for its own and never
+// deletes it. Which mailsync attempt owns a UID is Postgres's to say (the fence); the attribute
+// tells mailsync's items from other writers' and names the attempt for operators.
 // Claims go out on up to 8 lanes in parallel (one conditional PutItem is one round trip), each
 // lane with a client of its own kept for the whole run; the other calls use `main`.
 namespace mailsync::sync {
@@ -24,8 +29,11 @@ class DynamoStateMirror final : public StateMirror {
   static constexpr size_t kLanes = 8;
 
   // `lanes` makes the lanes' clients; by default copies of `main`'s options.
-  DynamoStateMirror(dynamo::DynamoClient& main, std::string route_key, std::chrono::seconds ttl,
-                    std::function<TimePoint()> now, ClientFactory lanes = {});
+  // `claimed_by`: kClaimedByPrefix + "<job>/<attempt>" of the run.
+  DynamoStateMirror(dynamo::DynamoClient& main, std::string route_key, std::string claimed_by,
+                    std::chrono::seconds ttl, std::function<TimePoint()> now,
+                    ClientFactory lanes = {});
+  static constexpr const char* kClaimedByPrefix = "mailsync:";
 
   void check_gate() override;
   std::optional<Watermark> carried_over_watermark() override;
@@ -47,6 +55,7 @@ class DynamoStateMirror final : public StateMirror {
 
   dynamo::DynamoClient& main_;
   std::string key_;
+  std::string claimed_by_;
   std::chrono::seconds ttl_;
   std::function<TimePoint()> now_;
   ClientFactory make_lane_;
