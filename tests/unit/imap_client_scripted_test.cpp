@@ -97,6 +97,19 @@ TEST(ImapClientScripted, ToldToStopJustBeforeTheFinalCrlfItDoesNotCompleteTheApp
   EXPECT_TRUE(s.stream->commands.empty());
 }
 
+// Issue 13: a bad INTERNALDATE threw after part of the pipeline was on the wire.
+TEST(ImapClientScripted, ABadArgumentAnywhereInTheBatchThrowsBeforeAnythingIsSent) {
+  auto s = connect(kOutlookGreeting, [](const ScriptedCommand& c) {
+    return c.tag + " OK [APPENDUID 5 1] APPEND completed.\r\n";
+  });
+  const std::string m = "Subject: m\r\n\r\nm\r\n";
+  const std::vector<AppendMessage> messages{{m, {}, "01-Jan-2026 10:00:00 +0000"},
+                                            {m, {}, "01-Jan-2026 10:00:00 +0000"},
+                                            {m, {}, "yesterday"}};
+  EXPECT_THROW(s.client->append_many("Gmail/alice", messages), std::invalid_argument);
+  EXPECT_TRUE(s.stream->commands.empty()) << "part of the batch went out";
+}
+
 TEST(ImapClientScripted, AnAppendWithoutAppenduidIsStoredWithItsUidUnknown) {
   auto s = connect(kOutlookGreeting,
                    [](const ScriptedCommand& c) { return c.tag + " OK APPEND completed.\r\n"; });

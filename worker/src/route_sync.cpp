@@ -73,8 +73,10 @@ SyncReport RouteSync::Run::execute() {
   const std::vector<PlannedBatch> plan =
       cut_batches(present, sizes, {options.batch_messages, options.batch_bytes});
   const bool stopped = copy(inbox.uidvalidity, plan, start.dedupe, tracker);
-  if (candidates.empty() && (tracker.floor() > 0 || !start.watermark))
-    set_watermark(inbox.uidvalidity, tracker.floor());
+  // Also when nothing was copied (no candidates, or all gone since the search): a window start
+  // passes what existed then, a new route records its start.
+  if (const uint32_t mark = tracker.mark(); mark > 0 || !start.watermark)
+    set_watermark(inbox.uidvalidity, mark);
   if (stopped) return ended(SyncOutcome::kStopped, "stopped between batches (shutdown)");
   if (in_doubt > 0) {
     const auto grace = std::chrono::duration_cast<std::chrono::seconds>(options.reconcile_grace);
@@ -170,7 +172,7 @@ void RouteSync::Run::reconcile() {
     if (const auto found = arrivals[i]) {
       ports.store.finalize(fence, key, claim.uidvalidity,
                            {{claim.uid, std::nullopt, *found, claim.message_id, claim.sha256_hex,
-                             claim.size.value_or(0)}});
+                             claim.size.value_or(0), std::nullopt, claim.gm_msgid}});
       ports.mirror.record(claim.uidvalidity, {{claim.uid, claim.message_id, claim.sha256_hex}}, {});
       log_line(spdlog::level::info, "reconciled UID " + std::to_string(claim.uid) +
                                         ": already in the destination as UID " +

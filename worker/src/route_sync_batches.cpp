@@ -144,7 +144,7 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
   requests.reserve(to_copy.size());
   for (const FetchedMessage* m : to_copy)
     requests.push_back(
-        {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size())});
+        {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size()), m->gm_msgid});
   const auto claims =
       db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, fence); });
   p->phases.mark("claim");
@@ -207,6 +207,15 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   std::vector<imap::AppendMessage> messages;
   for (const FetchedMessage* m : p.appending) {
     imap::AppendMessage message{m->bytes, {}, m->internaldate};
+    // A date the source sent that APPEND cannot take: the message goes without it (the server
+    // dates it now) rather than not at all; its bytes are unchanged.
+    if (message.internaldate && !mail::parse_internaldate(*message.internaldate)) {
+      log_line(spdlog::level::warn, "UID " + std::to_string(m->uid) +
+                                        ": the source's INTERNALDATE '" +
+                                        util::safe_text(*message.internaldate) +
+                                        "' is not valid for APPEND; appended without it");
+      message.internaldate.reset();
+    }
     if (route.mark_seen) message.flags.emplace_back("\\Seen");
     messages.push_back(message);
   }

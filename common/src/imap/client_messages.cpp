@@ -178,6 +178,9 @@ AppendResult Client::append(std::string_view mailbox, const AppendMessage& messa
 std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
                                                std::span<const AppendMessage> messages,
                                                const std::function<bool()>& may_send) {
+  // Every message's arguments checked before anything is sent: a bad one throws here, never
+  // with part of a pipeline on the wire.
+  for (const AppendMessage& m : messages) (void)append_message_arguments(m, true);
   std::vector<AppendOutcome> results;
   results.reserve(messages.size());
   bool stopped = false;  // may_send said no: nothing more goes out

@@ -48,11 +48,13 @@ FOR SHARE
 // The conditional insert of invariant 2; existing claims are reported as they are.
 constexpr Query kClaim{"sync_claim", R"sql(
 WITH input AS (
-  SELECT * FROM unnest($3::bigint[], $6::text[], $7::text[], $8::bigint[]) AS r(uid, message_id, sha256_hex, size)
+  SELECT * FROM unnest($3::bigint[], $6::text[], $7::text[], $8::bigint[], $9::numeric[])
+           AS r(uid, message_id, sha256_hex, size, gm_msgid)
 ),
 inserted AS (
-  INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, attempt, message_id, sha256, size)
-  SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size FROM input
+  INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, attempt, message_id, sha256, size,
+                                   gm_msgid)
+  SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size, gm_msgid FROM input
   ON CONFLICT (route_key, uidvalidity, uid) DO NOTHING
   RETURNING uid
 )
@@ -72,7 +74,8 @@ done AS (
   UPDATE mailsync.uid_claims c
   SET state = 'DONE', done_at = now(), dest_uidvalidity = f.dest_uidvalidity, dest_uid = f.dest_uid,
       message_id = f.message_id, sha256 = decode(f.sha256_hex, 'hex'), size = f.size,
-      internaldate = 'epoch'::timestamptz + f.internaldate * interval '1 microsecond', gm_msgid = f.gm_msgid
+      internaldate = 'epoch'::timestamptz + f.internaldate * interval '1 microsecond',
+      gm_msgid = coalesce(f.gm_msgid, c.gm_msgid)
   FROM input f
   WHERE c.route_key = $1 AND c.uidvalidity = $2 AND c.uid = f.uid AND c.state = 'PENDING'
     AND c.job_id = $11 AND c.attempt = $12
@@ -100,7 +103,7 @@ UPDATE mailsync.uid_claims c SET job_id = $2, attempt = $3
 WHERE c.route_key = $1 AND c.state = 'PENDING'
   AND NOT (c.job_id IS NOT DISTINCT FROM $2 AND c.attempt IS NOT DISTINCT FROM $3)
   AND NOT mailsync.attempt_may_be_running(c.job_id, c.attempt, $4::bigint * interval '1 millisecond')
-RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex')
+RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex'), c.gm_msgid::text
 )sql"};
 
 // After the takeover: the PENDING claims still another attempt's (it may still be appending).
@@ -239,17 +242,18 @@ class PgSyncStore final : public SyncStore {
                                        const Fence& fence) override {
     std::map<uint32_t, ClaimState> out;
     if (requests.empty()) return out;
-    TextArray uids, ids, shas, sizes;
+    TextArray uids, ids, shas, sizes, gm;
     for (const auto& r : requests) {
       uids.add(std::to_string(r.uid));
       ids.add_optional(stored(r.message_id));
       shas.add(r.sha256_hex);
       sizes.add(std::to_string(r.size));
+      gm.add_optional(r.gm_msgid);
     }
     fenced(fence, [&](pqxx::work& work) {  // committed, so durable, before any APPEND (invariant 2)
       const pqxx::result r =
           work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), fence.job_id,
-                             fence.attempt, ids.str(), shas.str(), sizes.str());
+                             fence.attempt, ids.str(), shas.str(), sizes.str(), gm.str());
       for (const auto& row : r) {
         ClaimState state;
         const std::string kind = row[1].as<std::string>();
@@ -310,6 +314,7 @@ class PgSyncStore final : public SyncStore {
           claim.message_id = util::decode_header_bytes(row[2].as<std::string>());
         if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
         if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
+        if (!row[5].is_null()) claim.gm_msgid = std::stoull(row[5].as<std::string>());
         out.claims.push_back(claim);
       }
       out.in_doubt =

@@ -179,8 +179,8 @@ std::map<uint32_t, ClaimState> FakeSyncStore::claim(const std::string& route, ui
     const Key key{route, uidvalidity, r.uid};
     const auto found = claims.find(key);
     if (found == claims.end()) {
-      claims[key] = {"PENDING", fence.job_id, fence.attempt, r.message_id, r.sha256_hex, r.size, {},
-                     {}};
+      claims[key] = {"PENDING", fence.job_id, fence.attempt, r.message_id, r.sha256_hex,
+                     r.size,    {},           r.gm_msgid};
       out[r.uid] = {ClaimState::Kind::kClaimed};
     } else {
       out[r.uid] = {
@@ -207,7 +207,7 @@ void FakeSyncStore::finalize(const Fence& fence, const std::string& route, uint3
     found->second.message_id = c.message_id;
     found->second.sha256_hex = c.sha256_hex;
     found->second.size = c.size;
-    found->second.gm_msgid = c.gm_msgid;
+    if (c.gm_msgid) found->second.gm_msgid = c.gm_msgid;  // as coalesce() in sync_finalize
     failures.erase(key);
   }
 }
@@ -285,8 +285,8 @@ SyncStore::Adopted FakeSyncStore::adopt_pending(const Fence& fence, const std::s
     }
     claim.job_id = fence.job_id;
     claim.attempt = fence.attempt;
-    out.claims.push_back(
-        {std::get<1>(key), std::get<2>(key), claim.message_id, claim.size, claim.sha256_hex});
+    out.claims.push_back({std::get<1>(key), std::get<2>(key), claim.message_id, claim.size,
+                          claim.sha256_hex, claim.gm_msgid});
   }
   return out;
 }

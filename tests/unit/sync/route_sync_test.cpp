@@ -162,6 +162,19 @@ TEST_F(RouteSyncRun, APendingClaimWhoseCopyArrivedIsFinalizedNotCopiedAgain) {
   EXPECT_EQ(store_.claims.at({route_.key(), 7, 1}).dest_uid, 1u) << "found, not re-appended";
 }
 
+// Issue 13: reconcile finalized without the X-GM-MSGID, so an archived-and-restored message (same
+// X-GM-MSGID, new UID) was copied again. The claim carries it from the start.
+TEST_F(RouteSyncRun, AReconciledClaimKeepsItsGmailMessageId) {
+  source_.gmail_extensions = true;
+  source_.add(message("a"), clock_.now, 0x1234567890abcdefULL);
+  dest_.lose_tagged_ok_after = 0;  // stored, then the connection drops before the tagged OK
+  EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
+  ASSERT_EQ(run().outcome, SyncOutcome::kSucceeded);
+  const auto& claim = store_.claims.at({route_.key(), 7, 1});
+  EXPECT_EQ(claim.state, "DONE");
+  EXPECT_EQ(claim.gm_msgid, 0x1234567890abcdefULL);
+}
+
 TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
   const auto sent = seed(3);
   dest_.drop_after = 1;  // the connection drops before the second APPEND
@@ -465,6 +478,21 @@ TEST_F(RouteSyncRun, ANewRouteWithAWindowCopiesOnlyTheWindow) {
   source_.add(message("recent"), clock_.now - 1h);
   EXPECT_EQ(run().result.stats.appended, 1);
   EXPECT_EQ(dest_.count(route_.target_folder, message("recent")), 1u);
+}
+
+// Issue 13: after a window start the watermark stopped at the last candidate, so a message outside
+// the window with a higher UID (an old message moved back into the INBOX) was copied by the next,
+// incremental run without dedupe. The window start passes everything that existed then.
+TEST_F(RouteSyncRun, AWindowStartPassesEverythingThatExistedNotJustTheLastCandidate) {
+  route_.initial_sync = config::InitialSync::kWindow;
+  route_.fallback_window_hours = 24;
+  source_.add(message("recent"), clock_.now - 1h);
+  source_.add(message("old-moved-back"), clock_.now - 480h);  // UID 2, outside the window
+  EXPECT_EQ(run().result.stats.appended, 1);
+  EXPECT_EQ(watermark(), 2u) << "UIDNEXT - 1 at the start";
+  source_.add(message("new"), clock_.now);
+  EXPECT_EQ(run().result.stats.appended, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, message("old-moved-back")), 0u);
 }
 
 TEST_F(RouteSyncRun, StartsFromTheWatermarkOfATableCarriedOverFromTheLambda) {

@@ -17,6 +17,16 @@ TEST(WatermarkTracker, MovesOverTheHandledPrefixOfTheCandidates) {
   EXPECT_EQ(tracker.mark(), 7u);
 }
 
+TEST(WatermarkTracker, OnceEveryCandidateIsHandledTheMarkReachesTheFloor) {
+  // A window start: UIDNEXT - 1 is 100, the window's candidates are 50 and 60.
+  WatermarkTracker tracker(100, {50, 60}, {});
+  EXPECT_EQ(tracker.mark(), 49u);
+  tracker.handled(50);
+  EXPECT_EQ(tracker.mark(), 50u);
+  tracker.handled(60);
+  EXPECT_EQ(tracker.mark(), 100u);
+}
+
 TEST(WatermarkTracker, AFailureRecordedBelowASuccessMayBePassed) {
   WatermarkTracker tracker(4, {5, 6}, {5});
   tracker.handled(6);

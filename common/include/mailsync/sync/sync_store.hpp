@@ -77,6 +77,7 @@ struct PendingClaim {
   std::optional<std::string> message_id;
   std::optional<int64_t> size;
   std::string sha256_hex;
+  std::optional<uint64_t> gm_msgid;  // recorded with the claim, so a reconciled DONE keeps it
 };
 
 // How far a long run has come, for `mailsync status` (mailsync.route_progress).
@@ -112,6 +113,7 @@ class SyncStore {
     std::optional<std::string> message_id;
     std::string sha256_hex;
     int64_t size = 0;
+    std::optional<uint64_t> gm_msgid;
   };
   virtual std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
                                                const std::vector<ClaimRequest>& requests,

@@ -13,9 +13,10 @@ namespace mailsync::sync {
 
 class WatermarkTracker {
  public:
-  // `floor`: where the mark may go once everything is handled (the start point's floor); lowered
-  // below the first candidate. `candidates` ascending, unique. `failed_before`: UIDs with a
-  // failure recorded before this run: the mark may pass them.
+  // `floor`: where the mark goes once every candidate is handled (the start point's floor:
+  // UIDNEXT - 1 for a window start, the stored watermark for an incremental run); until then it
+  // stays below the first candidate not handled. `candidates` ascending, unique. `failed_before`:
+  // UIDs with a failure recorded before this run: the mark may pass them.
   WatermarkTracker(uint32_t floor, std::vector<uint32_t> candidates,
                    std::set<uint32_t> failed_before);
 
@@ -25,7 +26,8 @@ class WatermarkTracker {
   uint32_t floor() const { return floor_; }
 
  private:
-  uint32_t floor_;
+  uint32_t target_;  // the floor as given: reached once every candidate is handled
+  uint32_t floor_;   // lowered below the first candidate
   std::vector<uint32_t> candidates_;
   std::set<uint32_t> passable_;  // handled or failed before
   uint32_t mark_;
