@@ -6,10 +6,12 @@
 
 #include <thread>
 
+#include "mailsync/postgres/errors.hpp"
 #include "mailsync/postgres/migrator.hpp"
 #include "mailsync/queue/job_store.hpp"
 #include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/sync/sync_store.hpp"
+#include "support/cut_proxy.hpp"
 #include "support/test_database.hpp"
 #include "support/wait_for.hpp"
 
@@ -213,6 +215,34 @@ TEST_F(Fencing, ALeaseKeeperRecordsItsAttemptAsAWorkerWouldOrGivesTheJobBack) {
   }
   EXPECT_EQ(db_.query_value("SELECT state FROM mailsync.jobs"), "available")
       << "a lease not finished is given back";
+}
+
+// Issue 13: a half-open database socket blocked the claim thread and the heartbeats for ~15 min
+// (TCP's retransmission timeout). Every statement now has a bound: a proxy that stops forwarding
+// without closing, and the statement ends within MAILSYNC_DATABASE_TIMEOUT_SECONDS.
+TEST_F(Fencing, AStatementWhoseAnswerNeverComesEndsWithinTheDatabaseTimeout) {
+  const std::string url = db_.url();
+  const size_t port_at = url.find(':', url.find('@')) + 1;
+  mailsync::testing::CutProxy proxy(static_cast<uint16_t>(std::stoi(url.substr(port_at))),
+                                    UINT64_MAX, mailsync::testing::CutProxy::Mode::kSilence);
+  const std::string via_proxy =
+      url.substr(0, port_at) + std::to_string(proxy.port()) + url.substr(url.find('/', port_at));
+  ::setenv("MAILSYNC_DATABASE_TIMEOUT_SECONDS", "2", 1);
+  auto store = sync::make_pg_sync_store(via_proxy, "deadline test");
+  ::unsetenv("MAILSYNC_DATABASE_TIMEOUT_SECONDS");
+  EXPECT_FALSE(store->watermark(route_.key()).has_value());  // answers while the proxy forwards
+  proxy.cut_now();
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    store->watermark(route_.key());
+    ADD_FAILURE() << "an answer came through a silent proxy";
+  } catch (const postgres::DatabaseUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find("MAILSYNC_DATABASE_TIMEOUT_SECONDS"), std::string::npos)
+        << e.what();
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, std::chrono::milliseconds(1900));
+  EXPECT_LT(waited, std::chrono::seconds(10)) << "the wait had no bound";
 }
 
 }  // namespace

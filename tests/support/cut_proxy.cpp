@@ -10,8 +10,8 @@
 
 namespace mailsync::testing {
 
-CutProxy::CutProxy(uint16_t target_port, uint64_t cut_after_bytes)
-    : target_port_(target_port), cut_after_(cut_after_bytes) {
+CutProxy::CutProxy(uint16_t target_port, uint64_t cut_after_bytes, Mode mode)
+    : target_port_(target_port), cut_after_(cut_after_bytes), mode_(mode) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -67,10 +67,12 @@ void CutProxy::serve() {
           }
           if (i == 0 && (forwarded_ += static_cast<uint64_t>(n)) > cut_after_) {
             cut_ = true;  // the server "goes away" in the middle of what the client is sending
-            closed = true;
-            break;
+            if (mode_ == Mode::kClose) {
+              closed = true;
+              break;
+            }
           }
-          ::send(fds[1 - i].fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+          if (!cut_) ::send(fds[1 - i].fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
         }
         if (closed) break;
       }

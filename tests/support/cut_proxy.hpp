@@ -9,14 +9,19 @@
 namespace mailsync::testing {
 
 // A TCP proxy on 127.0.0.1 that forwards to a target and, once the client has sent
-// `cut_after_bytes`, closes both sides: a server dropping the connection mid-command, for one
-// connection only, without disturbing tests that share the real server.
+// `cut_after_bytes`, closes both sides (kClose: a server dropping the connection mid-command) or
+// goes silent, keeping both open and forwarding nothing more either way (kSilence: a half-open
+// connection, a stalled server), for the connections through it only, without disturbing tests
+// that share the real server.
 class CutProxy {
  public:
-  CutProxy(uint16_t target_port, uint64_t cut_after_bytes);
+  enum class Mode { kClose, kSilence };
+  CutProxy(uint16_t target_port, uint64_t cut_after_bytes, Mode mode = Mode::kClose);
   ~CutProxy();
   uint16_t port() const { return port_; }
   bool cut() const { return cut_.load(); }
+  // From now on, as if the byte count had been reached.
+  void cut_now() { cut_ = true; }
 
  private:
   void serve();
@@ -24,6 +29,7 @@ class CutProxy {
   uint16_t port_ = 0;
   uint16_t target_port_;
   uint64_t cut_after_;
+  Mode mode_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_{false};
   std::atomic<uint64_t> forwarded_{0};

@@ -247,27 +247,30 @@ class PgJobStore final : public JobStore {
   }
 
   bool wait(std::chrono::milliseconds timeout, int wake_fd) override {
-    return db_.run([&] {
-      if (receiver_) {
-        receiver_->notified = false;
-        db_.connection().get_notifs();  // what arrived while other statements ran
-        if (receiver_->notified) return true;
-      }
-      pollfd fds[2] = {{receiver_ ? db_.connection().sock() : -1, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-      const int ready = ::poll(fds, 2, static_cast<int>(timeout.count()));
-      if (ready < 0 && errno != EINTR)
-        throw postgres::DatabaseUnavailable(std::string("poll: ") + std::strerror(errno));
-      if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) != 0) {
-        uint64_t count = 0;
-        [[maybe_unused]] const ssize_t n =
-            ::read(wake_fd, &count, sizeof count);  // reset the eventfd
-      }
-      if (receiver_ && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-        db_.connection().get_notifs();  // throws broken_connection when the server went away
-        return receiver_->notified;
-      }
-      return false;
-    });
+    return db_.run(
+        [&] {
+          if (receiver_) {
+            receiver_->notified = false;
+            db_.connection().get_notifs();  // what arrived while other statements ran
+            if (receiver_->notified) return true;
+          }
+          pollfd fds[2] = {{receiver_ ? db_.connection().sock() : -1, POLLIN, 0},
+                           {wake_fd, POLLIN, 0}};
+          const int ready = ::poll(fds, 2, static_cast<int>(timeout.count()));
+          if (ready < 0 && errno != EINTR)
+            throw postgres::DatabaseUnavailable(std::string("poll: ") + std::strerror(errno));
+          if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) != 0) {
+            uint64_t count = 0;
+            [[maybe_unused]] const ssize_t n =
+                ::read(wake_fd, &count, sizeof count);  // reset the eventfd
+          }
+          if (receiver_ && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
+            db_.connection().get_notifs();  // throws broken_connection when the server went away
+            return receiver_->notified;
+          }
+          return false;
+        },
+        timeout);
   }
 
  private:

@@ -1,0 +1,117 @@
+#include "postgres/deadline.hpp"
+
+#include <sys/socket.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "mailsync/cli.hpp"
+
+namespace mailsync::postgres::detail {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+// One thread for the process, started with the first deadline. It never ends (the process does),
+// so it is created once and never destroyed: no static destructor joins it at exit.
+class Watchdog {
+ public:
+  static Watchdog& get() {
+    static Watchdog* const instance = new Watchdog;
+    return *instance;
+  }
+
+  uint64_t arm(int fd, Steady::time_point at, std::atomic<bool>* expired) {
+    std::lock_guard lock(mutex_);
+    const uint64_t id = ++next_id_;
+    watched_[id] = {fd, at, expired};
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { loop(); }).detach();
+    }
+    cv_.notify_one();
+    return id;
+  }
+
+  // After disarm returns, the watchdog no longer touches the socket (it may then be closed).
+  void disarm(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    watched_.erase(id);
+  }
+
+ private:
+  struct Watched {
+    int fd;
+    Steady::time_point at;
+    std::atomic<bool>* expired;
+  };
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      auto next = Steady::time_point::max();
+      const auto now = Steady::now();
+      for (auto it = watched_.begin(); it != watched_.end();) {
+        if (it->second.at <= now) {
+          it->second.expired->store(true);
+          ::shutdown(it->second.fd, SHUT_RDWR);  // under the lock: the socket is still open
+          it = watched_.erase(it);
+        } else {
+          next = std::min(next, it->second.at);
+          ++it;
+        }
+      }
+      if (next == Steady::time_point::max())
+        cv_.wait(lock);
+      else
+        cv_.wait_until(lock, next);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Watched> watched_;
+  uint64_t next_id_ = 0;
+  bool started_ = false;
+};
+
+bool has_parameter(const std::string& url, const std::string& name) {
+  return url.find(name + "=") != std::string::npos;
+}
+
+}  // namespace
+
+std::chrono::milliseconds statement_timeout() {
+  const cli::IntSetting seconds = cli::env_positive_int("MAILSYNC_DATABASE_TIMEOUT_SECONDS", 60);
+  return std::chrono::seconds(seconds.error.empty() ? seconds.value : 60);
+}
+
+std::string with_socket_bounds(const std::string& database_url) {
+  static constexpr std::pair<const char*, const char*> kBounds[] = {
+      {"connect_timeout", "10"},     {"keepalives", "1"},       {"keepalives_idle", "30"},
+      {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"}};
+  const bool uri =
+      database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+  std::string out = database_url;
+  for (const auto& [name, value] : kBounds) {
+    if (has_parameter(database_url, name)) continue;
+    if (uri)
+      out += std::string(out.find('?') == std::string::npos ? "?" : "&") + name + "=" + value;
+    else
+      out += std::string(out.empty() ? "" : " ") + name + "=" + value;
+  }
+  return out;
+}
+
+Deadline::Deadline(int fd, std::chrono::milliseconds limit) {
+  if (fd >= 0) id_ = Watchdog::get().arm(fd, Steady::now() + limit, &expired_);
+}
+
+Deadline::~Deadline() {
+  if (id_ != 0) Watchdog::get().disarm(id_);
+}
+
+}  // namespace mailsync::postgres::detail

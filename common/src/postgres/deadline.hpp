@@ -1,0 +1,39 @@
+#pragma once
+
+// Private to the Postgres layer: every wait for the database has a bound.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace mailsync::postgres::detail {
+
+// MAILSYNC_DATABASE_TIMEOUT_SECONDS (default 60): the longest any statement (or transaction
+// step) may wait for the database's answer, read when a connection opens.
+std::chrono::milliseconds statement_timeout();
+
+// The connection string with the socket bounds libpq leaves unset added where the URL does not
+// set them: connect_timeout=10, TCP keepalives (idle 30 s, every 10 s, 3 probes) and
+// tcp_user_timeout=60000, so a connection whose peer vanished (a network partition, a host gone)
+// fails within about a minute instead of TCP's ~15.
+std::string with_socket_bounds(const std::string& database_url);
+
+// While alive, the socket `fd` is watched: past `limit` a watchdog thread shuts it down, so the
+// read blocked on it fails at once (libpq: connection lost) instead of waiting for an answer that
+// never comes (a half-open connection, a proxy that stopped forwarding, a stopped server). The
+// connection is unusable afterwards; callers reconnect, as after any outage.
+class Deadline {
+ public:
+  Deadline(int fd, std::chrono::milliseconds limit);
+  ~Deadline();
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  bool expired() const { return expired_.load(); }
+
+ private:
+  uint64_t id_ = 0;
+  std::atomic<bool> expired_{false};
+};
+
+}  // namespace mailsync::postgres::detail
