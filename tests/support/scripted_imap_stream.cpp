@@ -1,5 +1,7 @@
 #include "support/scripted_imap_stream.hpp"
 
+#include <thread>
+
 #include <algorithm>
 #include <cstring>
 
@@ -11,7 +13,8 @@ ScriptedImapStream::ScriptedImapStream(std::string greeting, Server server)
 size_t ScriptedImapStream::read_some(char* buffer, size_t capacity) {
   if (to_client_.empty())
     throw net::TransportError(net::TransportErrorKind::kClosed, "the script has nothing more");
-  const size_t n = std::min(capacity, to_client_.size());
+  if (trickle.count() > 0) std::this_thread::sleep_for(trickle);
+  const size_t n = std::min(trickle.count() > 0 ? size_t{1} : capacity, to_client_.size());
   std::memcpy(buffer, to_client_.data(), n);
   to_client_.erase(0, n);
   return n;

@@ -34,6 +34,8 @@ class ScriptedImapStream final : public net::Stream {
   // Every command the client sent, in order (shared with the test through a pointer kept
   // before the stream is handed to the client).
   std::vector<ScriptedCommand> commands;
+  // When set, every read gives one byte after this long: a server trickling its answer.
+  std::chrono::milliseconds trickle{0};
 
  private:
   void serve();

@@ -110,6 +110,29 @@ TEST(ImapClientScripted, ABadArgumentAnywhereInTheBatchThrowsBeforeAnythingIsSen
   EXPECT_TRUE(s.stream->commands.empty()) << "part of the batch went out";
 }
 
+// Issue 13: per-read timeouts only, so a server trickling a byte every few seconds held a job
+// forever. A command's answer now has a bound that grows only with what actually arrives.
+TEST(ImapClientScripted, AnAnswerTricklingInIsCutOffAtTheCommandTimeout) {
+  auto stream =
+      std::make_unique<ScriptedImapStream>(kOutlookGreeting, [](const ScriptedCommand& c) {
+        return "* OK still working on it, slowly, very slowly\r\n" + c.tag + " OK NOOP done\r\n";
+      });
+  ScriptedImapStream* raw = stream.get();
+  ClientOptions options;
+  options.command_timeout = std::chrono::milliseconds(300);
+  auto client = Client::over(std::move(stream), options);
+  raw->trickle = std::chrono::milliseconds(20);  // ~60 bytes: 1.2 s
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    client->noop();
+    ADD_FAILURE() << "the trickle was waited out";
+  } catch (const net::TransportError& e) {
+    EXPECT_EQ(e.kind(), net::TransportErrorKind::kTimeout);
+    EXPECT_NE(std::string(e.what()).find("trickling"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(900));
+}
+
 TEST(ImapClientScripted, AnAppendWithoutAppenduidIsStoredWithItsUidUnknown) {
   auto s = connect(kOutlookGreeting,
                    [](const ScriptedCommand& c) { return c.tag + " OK APPEND completed.\r\n"; });

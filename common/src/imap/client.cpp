@@ -29,7 +29,8 @@ Client::Client(std::unique_ptr<net::Stream> stream, const ClientOptions& options
       parser_(options.limits),
       host_(options.host),
       port_(options.port),
-      read_buffer_(size_t{256} * 1024) {}
+      read_buffer_(size_t{256} * 1024),
+      command_timeout_(options.command_timeout) {}
 
 Client::~Client() = default;
 
@@ -108,16 +109,33 @@ std::optional<uint64_t> Client::append_limit() const {
 }
 
 std::string Client::next_tag() {
+  command_started_ = std::chrono::steady_clock::now();
+  command_bytes_ = 0;
   return "m" + std::to_string(++tag_counter_);
 }
 
 void Client::send(std::string_view bytes) {
   stream_->write_all(bytes);
+  // The answer is awaited from when the last byte went out (a slow upload is not the server's
+  // answer taking long).
+  command_started_ = std::chrono::steady_clock::now();
+  command_bytes_ = 0;
 }
 
 Response Client::read_response() {
   for (;;) {
     if (auto response = parser_.next()) return std::move(*response);
+    if (!idling_) {
+      const auto allowed = command_timeout_ + std::chrono::seconds(command_bytes_ / (16 << 10));
+      const auto taken = std::chrono::steady_clock::now() - command_started_;
+      if (taken > allowed)
+        throw net::TransportError(
+            net::TransportErrorKind::kTimeout,
+            "no complete answer from " + host_ + " after " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(taken).count()) +
+                " s (" + std::to_string(command_bytes_) +
+                " bytes received: trickling); gave up on the connection");
+    }
     size_t n;
     try {
       n = stream_->read_some(read_buffer_.data(), read_buffer_.size());
@@ -127,6 +145,7 @@ Response Client::read_response() {
         throw ImapError("connection", Status::kBye, bye_->code, bye_->text);
       throw;
     }
+    command_bytes_ += n;
     try {
       parser_.feed(std::string_view(read_buffer_.data(), n));
     } catch (const ParseError& e) {
@@ -329,6 +348,11 @@ bool Client::idle(std::chrono::milliseconds timeout,
   const auto saved_timeout = stream_->io_timeout();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool stopped = false;
+  idling_ = true;
+  struct Resume {  // also when the wait throws
+    Client& client;
+    ~Resume() { client.idling_ = false; }
+  } resume{*this};
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
@@ -350,6 +374,9 @@ bool Client::idle(std::chrono::milliseconds timeout,
     }
   }
   stream_->set_io_timeout(saved_timeout);
+  idling_ = false;
+  command_started_ = std::chrono::steady_clock::now();  // DONE's answer is bounded from now
+  command_bytes_ = 0;
   send("DONE\r\n");
   wait_tagged(tag, "IDLE", [&](Response& r) { on_event(r); });
   return stopped;

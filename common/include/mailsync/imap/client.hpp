@@ -33,6 +33,10 @@ struct ClientOptions {
   } security = Security::kImplicitTls;
   net::TlsOptions tls;
   ParserLimits limits;
+  // An answer may take this long from the last byte sent, plus one second per 16 KiB received,
+  // whatever each read's own timeout (tls.io_timeout): a server trickling a byte every few
+  // seconds is cut off, a large FETCH is not. IDLE's wait is exempt (it has its own).
+  std::chrono::milliseconds command_timeout{120'000};
 };
 
 struct MailboxInfo {
@@ -182,6 +186,10 @@ class Client {
   uint64_t tag_counter_ = 0;
   bool authenticated_ = false;
   std::vector<char> read_buffer_;
+  std::chrono::milliseconds command_timeout_;
+  std::chrono::steady_clock::time_point command_started_ = std::chrono::steady_clock::now();
+  uint64_t command_bytes_ = 0;  // received since command_started_
+  bool idling_ = false;         // IDLE's wait: bounded by its own timeout, not command_timeout
 };
 
 // A mailbox name as an IMAP astring: modified UTF-7, quoted. Throws std::invalid_argument for CR,
