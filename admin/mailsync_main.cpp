@@ -4,6 +4,7 @@
 #include "mailsync/cli.hpp"
 
 int main(int argc, char** argv) {
+  mailsync::cli::protect_memory();  // run-once and auth hold tokens and secrets
   using mailsync::cli::Command;
   const mailsync::cli::Program program{
       .name = "mailsync",

@@ -22,6 +22,7 @@ namespace po = boost::program_options;
 using namespace mailsync;
 
 int main(int argc, char** argv) {
+  cli::protect_memory();  // tokens and secrets live in this process
   // clang-format off
   po::options_description options(
       "Usage: mailsync-worker [options]\n"

@@ -1,5 +1,8 @@
 #include "mailsync/cli.hpp"
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -95,6 +98,14 @@ void on_stop_signals(void (*stop)(void*), void* arg) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+}
+
+void protect_memory() {
+  const rlimit none{0, 0};
+  ::setrlimit(RLIMIT_CORE, &none);
+#if !defined(__SANITIZE_ADDRESS__)
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
 }
 
 }  // namespace mailsync::cli

@@ -411,6 +411,20 @@ TEST_F(RouteSyncTest, AMissingFolderWithoutCreateFolderIsAClearPermanentError) {
       << "nothing claimed, nothing half-done";
 }
 
+// Issue 13: the folder was looked up with LIST, whose argument is a pattern: a target folder named
+// with '*' "existed" as soon as any folder matched.
+TEST_F(RouteSyncTest, AFolderNameWithAWildcardIsLookedUpAsItselfNotAsAPattern) {
+  seed(mailsync::testing::message("Message-ID: <wildcard@x>\r\n", "x\r\n"));
+  outlook()->create(route_.target_folder + "-other");
+  config::Route wildcard = route_;
+  wildcard.target_folder = route_.target_folder + "*";
+  wildcard.create_folder = false;
+  const sync::SyncReport report = run(wildcard);
+  EXPECT_EQ(report.result.outcome, queue::Outcome::kDead) << report.result.error;
+  EXPECT_NE(report.result.error.find("does not exist in the destination"), std::string::npos)
+      << report.result.error;
+}
+
 TEST_F(RouteSyncTest, MarkSeenCopiesMessagesAsRead) {
   seed(mailsync::testing::message("Message-ID: <seen@x>\r\n", "x\r\n"));
   route_.mark_seen = true;

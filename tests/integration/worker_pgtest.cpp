@@ -2,7 +2,10 @@
 // PostgreSQL.
 
 #include <gtest/gtest.h>
+
 #include <signal.h>
+#include <fstream>
+#include <sstream>
 
 #include <future>
 #include <thread>
@@ -175,6 +178,15 @@ TEST_F(Worker, KilledWorkersJobsAreRescuedAfterTheLeaseAndCompletedElsewhere) {
       env());
   ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "3"; }))
       << "the worker did not claim the jobs";
+  // Issue 13: a process holding tokens leaves no core file behind.
+  std::ifstream limits("/proc/" + std::to_string(worker.pid()) + "/limits");
+  std::string line;
+  while (std::getline(limits, line) && !line.starts_with("Max core file size")) {
+  }
+  std::istringstream fields(line.substr(std::string("Max core file size").size()));
+  std::string soft, hard;
+  fields >> soft >> hard;
+  EXPECT_EQ(soft + " " + hard, "0 0") << "hard limit too, so no child can raise it: " << line;
   worker.signal(SIGKILL);
   EXPECT_EQ(worker.wait().exit_code, -1);
   EXPECT_EQ(count("state = 'running'"), "3")

@@ -176,6 +176,13 @@ TEST(TokenUrls, AreHttpsOrLoopbackHttp) {
   EXPECT_FALSE(acceptable_token_url("http://oauth2.googleapis.com/token"));
   EXPECT_FALSE(acceptable_token_url("http://127.0.0.1.evil.com/token"));
   EXPECT_FALSE(acceptable_token_url("ftp://x"));
+  // Issue 13: a user part made the host the part after '@'.
+  EXPECT_FALSE(acceptable_token_url("http://localhost:x@evil.example/token"));
+  EXPECT_FALSE(acceptable_token_url("http://127.0.0.1@evil.example/token"));
+  EXPECT_FALSE(acceptable_token_url("https://user:pass@oauth2.googleapis.com/token"));
+  EXPECT_TRUE(acceptable_token_url("http://[::1]:8080/token"));
+  EXPECT_TRUE(acceptable_token_url("http://localhost/token?x=a@b"));
+  EXPECT_FALSE(acceptable_token_url("https://"));
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "mailsync/sync/imap_mail_destination.hpp"
 
+#include "mailsync/imap/utf7.hpp"
+#include "mailsync/util/strings.hpp"
+
 #include <algorithm>
 #include <map>
 
@@ -55,7 +58,13 @@ imap::Client& ImapMailDestination::client() {
 
 MailDestination::Folder ImapMailDestination::ensure_folder(const std::string& folder, bool create) {
   if (create) return client().create(folder) ? Folder::kCreated : Folder::kExists;
-  return client().list("", folder).empty() ? Folder::kMissing : Folder::kExists;
+  // LIST takes a pattern: a folder named with '%' or '*' would match others, so only an answer
+  // naming the folder itself counts (case aside: Outlook.com's names are case-insensitive).
+  for (const imap::ListData& found : client().list("", folder)) {
+    const auto name = imap::decode_mailbox_name(found.name);
+    if (name && util::ascii_upper(*name) == util::ascii_upper(folder)) return Folder::kExists;
+  }
+  return Folder::kMissing;
 }
 
 std::vector<imap::AppendOutcome> ImapMailDestination::append(

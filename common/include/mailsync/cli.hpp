@@ -48,6 +48,11 @@ IntSetting env_positive_int(const char* name, long fallback);
 // a one-line message prefixed with `program` and its exit code (4 or 1); rethrows anything else.
 int database_failure(std::string_view program);
 
+// For processes that hold tokens and secrets in memory: no core file (RLIMIT_CORE 0) and not
+// dumpable (PR_SET_DUMPABLE 0: no core, no ptrace or /proc/PID/mem by other processes of the same
+// user). Sanitizer builds stay dumpable: LeakSanitizer attaches to the process at exit.
+void protect_memory();
+
 // Calls `stop(arg)` from the SIGTERM and SIGINT handlers; `stop` must be async-signal-safe.
 void on_stop_signals(void (*stop)(void*), void* arg);
 

@@ -27,10 +27,18 @@ std::string_view to_string(InitialSync initial_sync) {
 }
 
 bool acceptable_token_url(std::string_view url) {
-  if (url.starts_with("https://")) return url.size() > 8;
-  if (!url.starts_with("http://")) return false;
-  const std::string_view host = url.substr(7, url.find_first_of(":/", 7) - 7);
-  return host == "127.0.0.1" || host == "localhost" || url.substr(7).starts_with("[::1]");
+  const bool https = url.starts_with("https://");
+  if (!https && !url.starts_with("http://")) return false;
+  const size_t start = https ? 8 : 7;
+  // The authority ends at the path, query or fragment. A user part ("http://localhost:x@evil/")
+  // would make the real host the part after '@': a token URL never has one.
+  const std::string_view authority = url.substr(start, url.find_first_of("/?#", start) - start);
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+  if (https) return true;
+  const std::string_view host = authority.starts_with("[")
+                                    ? authority.substr(0, authority.find(']') + 1)
+                                    : authority.substr(0, authority.find(':'));
+  return host == "127.0.0.1" || host == "localhost" || host == "[::1]";
 }
 
 namespace {
