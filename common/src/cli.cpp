@@ -53,6 +53,7 @@ int dispatch(const Program& program, int argc, char** argv) {
 }
 
 std::optional<std::string> env(const char* name) {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): nothing in mailsync writes the environment
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return std::nullopt;
   return std::string(value);

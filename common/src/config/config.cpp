@@ -1,5 +1,7 @@
 #include "mailsync/config/config.hpp"
 
+#include <fmt/format.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -52,12 +54,12 @@ bool plausible_email(const std::string& value) {
 }
 
 const std::set<std::string>& known_route_fields() {
-  static const std::set<std::string> kFields = {
+  static const std::set<std::string> fields = {
       "gmail_email",     "outlook_email",       "outlook_target_folder",
       "gmail_client_id", "gmail_client_secret", "gmail_refresh_token",
       "mark_seen",       "create_folder",       "fallback_window_hours",
       "enabled",         "initial_sync"};
-  return kFields;
+  return fields;
 }
 
 // Resolves a secret field; with Needs::kStructure only its form is checked.
@@ -114,7 +116,7 @@ std::string env_secret(const char* name) {
   return std::string("env:") + name;
 }
 
-Endpoint endpoint(const char* host_variable, const char* port_variable, Endpoint fallback,
+Endpoint endpoint(const char* host_variable, const char* port_variable, const Endpoint& fallback,
                   Config& config) {
   Endpoint result{env_or(host_variable, fallback.host), fallback.port};
   if (const auto port = cli::env(port_variable)) {
@@ -154,7 +156,7 @@ void parse_routes_json(const std::string& text, const Settings& defaults, Needs 
       where += " (" + item["gmail_email"].get<std::string>() + ")";
     for (const auto& [name, value] : item.items())
       if (!known_route_fields().contains(name))
-        config.errors.push_back(where + ": unknown option '" + name + "'");
+        config.errors.push_back(fmt::format("{}: unknown option '{}'", where, name));
 
     auto text_field = [&](const char* name, const std::string& fallback) {
       const auto found = item.find(name);
@@ -197,8 +199,8 @@ void parse_routes_json(const std::string& text, const Settings& defaults, Needs 
     else if (initial == "none")
       route.initial_sync = InitialSync::kNone;
     else
-      config.errors.push_back(where + ": initial_sync '" + initial +
-                              "' is not window, all or none");
+      config.errors.push_back(
+          fmt::format("{}: initial_sync '{}' is not window, all or none", where, initial));
 
     if (item.contains("gmail_client_secret")) {
       route.gmail_client_secret = secret_field(text_field("gmail_client_secret", ""),
@@ -256,7 +258,7 @@ Config load_config(Needs needs) {
         secret_field(env_secret("MS_CLIENT_SECRET"), "MS_CLIENT_SECRET", needs, config);
   if (needs == Needs::kSecrets) {
     if (s.ms_client_id.empty())
-      config.errors.push_back("MS_CLIENT_ID is not set (the Outlook app registration)");
+      config.errors.emplace_back("MS_CLIENT_ID is not set (the Outlook app registration)");
     s.ms_refresh_token =
         secret_field(env_secret("MS_REFRESH_TOKEN"), "MS_REFRESH_TOKEN", needs, config);
   }
@@ -282,7 +284,7 @@ Config load_config(Needs needs) {
       route["gmail_refresh_token"] = env_secret("GMAIL_REFRESH_TOKEN");
     parse_routes_json(nlohmann::json::array({route}).dump(), s, needs, config);
   } else {
-    config.errors.push_back(
+    config.errors.emplace_back(
         "no routes configured: set SYNC_ROUTES_JSON, SYNC_ROUTES_FILE or GMAIL_EMAIL");
   }
   return config;
