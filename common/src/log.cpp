@@ -1,5 +1,7 @@
 #include "mailsync/log.hpp"
 
+#include "mailsync/util/strings.hpp"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
@@ -92,13 +94,16 @@ class TextFormatter final : public spdlog::formatter {
     if (t_context.job_id != 0) where += "job " + std::to_string(t_context.job_id);
     if (!t_context.route.empty()) where += (where.empty() ? "" : " ") + t_context.route;
     if (!where.empty()) text += "[" + where + "] ";
-    text.append(msg.payload.data(), msg.payload.size());
+    // A server's words may hold a line break (a forged log line) or bytes a terminal acts on:
+    // escaped (util::safe_text), one event per line.
+    text += util::safe_text(std::string_view(msg.payload.data(), msg.payload.size()));
     if (t_fields != nullptr)
       for (const auto& [key, value] : t_fields->items())
         text += " " + key + "=" +
-                (value.is_string() ? value.get<std::string>()
-                                   : value.dump(-1, ' ', false,
-                                                nlohmann::ordered_json::error_handler_t::replace));
+                util::safe_text(value.is_string()
+                                    ? value.get<std::string>()
+                                    : value.dump(-1, ' ', false,
+                                                 nlohmann::ordered_json::error_handler_t::replace));
     text += '\n';
     dest.append(text.data(), text.data() + text.size());
   }

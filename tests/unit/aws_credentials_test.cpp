@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "mailsync/dynamo/aws_credentials.hpp"
+#include "mailsync/dynamo/dynamo_client.hpp"
 
 namespace {
 
@@ -65,3 +66,20 @@ TEST(AwsCredentials, AContainerEndpointRefusalOrGarbageIsNamed) {
 }
 
 }  // namespace
+
+// Issue 13: AWS error text was stored and shown verbatim; a signature mismatch carries the
+// canonical request, whose headers hold the session token.
+TEST(ScrubAwsMessage, KeepsTheFirstParagraphAndNeverTheCanonicalRequest) {
+  const std::string aws =
+      "The request signature we calculated does not match the signature you provided. Check your "
+      "AWS Secret Access Key and signing method.\n\nThe Canonical String for this request should "
+      "have been\n'POST\n/\n\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN\n'";
+  const std::string scrubbed = mailsync::dynamo::scrub_aws_message(aws);
+  EXPECT_EQ(scrubbed.find("IQoJ"), std::string::npos) << scrubbed;
+  EXPECT_EQ(scrubbed.find("Canonical"), std::string::npos) << scrubbed;
+  EXPECT_NE(scrubbed.find("signature we calculated does not match"), std::string::npos);
+  EXPECT_NE(scrubbed.find("(rest omitted)"), std::string::npos);
+  EXPECT_EQ(mailsync::dynamo::scrub_aws_message("Requested resource not found"),
+            "Requested resource not found");
+  EXPECT_LE(mailsync::dynamo::scrub_aws_message(std::string(5000, 'a')).size(), 320u);
+}

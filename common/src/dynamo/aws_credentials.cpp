@@ -72,7 +72,7 @@ class RefreshingSource : public CredentialSource {
     const bool transient =
         status >= 500 || status == 429 || why.find("Throttling") != std::string::npos;
     return DynamoError(transient ? DynamoError::Kind::kUnavailable : DynamoError::Kind::kAuth, "",
-                       source + ": " + why);
+                       source + ": " + scrub_aws_message(why));
   }
 
   SourceOptions options_;

@@ -1,5 +1,9 @@
 #include "mailsync/dynamo/dynamo_client.hpp"
 
+#include "mailsync/util/strings.hpp"
+
+#include <fmt/format.h>
+
 #include <thread>
 
 #include "mailsync/cli.hpp"
@@ -33,6 +37,24 @@ Kind kind_of(const std::string& type, long status) {
     return Kind::kUnavailable;
   return Kind::kInvalid;
 }
+
+}  // namespace
+
+std::string scrub_aws_message(std::string_view message) {
+  size_t end = message.size();
+  for (const std::string_view cut :
+       {std::string_view("\n\n"), std::string_view("\r\n\r\n"),
+        std::string_view("The Canonical String"), std::string_view("The String-to-Sign")})
+    end = std::min(end, message.find(cut));
+  std::string_view first = message.substr(0, end);
+  while (!first.empty() && (first.back() == ' ' || first.back() == '\n' || first.back() == '\r'))
+    first.remove_suffix(1);
+  std::string out = util::safe_text(first.substr(0, 300));
+  if (first.size() > 300 || end < message.size()) out += " (rest omitted)";
+  return out;
+}
+
+namespace {
 
 bool retryable(Kind kind) {
   return kind == Kind::kUnavailable || kind == Kind::kThrottled;
@@ -75,14 +97,15 @@ json DynamoClient::call(const std::string& operation, json request) {
     try {
       const http::HttpResponse response =
           http_->post(url_, "application/x-amz-json-1.0", body, headers, &signing);
-      const json answer = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+      json answer = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
       if (response.status == 200 && !answer.is_discarded()) return answer;
       type = answer.is_object() ? short_type(answer.value("__type", "")) : "";
-      message = answer.is_object() ? answer.value("message", answer.value("Message", "")) : "";
+      message = scrub_aws_message(
+          answer.is_object() ? answer.value("message", answer.value("Message", "")) : "");
       kind = kind_of(type, response.status);
-      message = "DynamoDB " + operation + " on " + options_.table + ": " +
-                (type.empty() ? "HTTP " + std::to_string(response.status) : type) +
-                (message.empty() ? "" : ": " + message);
+      message = fmt::format("DynamoDB {} on {}: {}{}", operation, options_.table,
+                            type.empty() ? "HTTP " + std::to_string(response.status) : type,
+                            message.empty() ? "" : ": " + message);
     } catch (const http::HttpError& e) {
       kind = Kind::kUnavailable;
       message = "DynamoDB " + operation + ": " + e.what();
@@ -225,8 +248,8 @@ DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
   options.table = cli::env("DYNAMODB_TABLE").value_or("");
   options.endpoint = cli::env("DYNAMODB_ENDPOINT").value_or("");
   options.http.ca_file = ca_file;
-  if (options.region.empty()) result.errors.push_back("AWS_REGION is not set");
-  if (options.table.empty()) result.errors.push_back("DYNAMODB_TABLE is not set");
+  if (options.region.empty()) result.errors.emplace_back("AWS_REGION is not set");
+  if (options.table.empty()) result.errors.emplace_back("DYNAMODB_TABLE is not set");
   if (!options.endpoint.empty() && !config::acceptable_token_url(options.endpoint))
     result.errors.push_back("DYNAMODB_ENDPOINT=" + options.endpoint +
                             " must be https:// (or http:// to a loopback host)");
@@ -245,15 +268,15 @@ DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
       options.secret_access_key =
           config::Secret(*secret, config::Secret::Source::kEnv, "env:AWS_SECRET_ACCESS_KEY");
     else
-      result.errors.push_back("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
+      result.errors.emplace_back("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
     if (const auto token = cli::env("AWS_SESSION_TOKEN"))
       options.session_token =
           config::Secret(*token, config::Secret::Source::kEnv, "env:AWS_SESSION_TOKEN");
   } else if (role || token_file) {
     if (!role)
-      result.errors.push_back("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
+      result.errors.emplace_back("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
     if (!token_file)
-      result.errors.push_back("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not");
+      result.errors.emplace_back("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not");
     const std::string sts = cli::env("AWS_ENDPOINT_URL_STS")
                                 .value_or("https://sts." + options.region + ".amazonaws.com/");
     if (!config::acceptable_token_url(sts))

@@ -32,8 +32,13 @@ void append_encoded(std::string& out, const std::string& value) {
   }
 }
 
+// Token endpoints, STS and DynamoDB answer in kilobytes; a body past this is refused, never held.
+constexpr size_t kMaxBody = 8 << 20;
+
 size_t collect_body(char* data, size_t size, size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
+  auto* body = static_cast<std::string*>(user);
+  if (body->size() + size * count > kMaxBody) return 0;  // libcurl: CURLE_WRITE_ERROR
+  body->append(data, size * count);
   return size * count;
 }
 
@@ -93,6 +98,10 @@ struct HttpClient::Impl {
     curl_easy_setopt(handle, CURLOPT_WRITEDATA, &response.body);
     const CURLcode code = curl_easy_perform(handle);
     curl_easy_setopt(handle, CURLOPT_HTTPHEADER, nullptr);
+    if (code == CURLE_WRITE_ERROR && response.body.size() + CURL_MAX_WRITE_SIZE > kMaxBody)
+      throw HttpError("HTTP response from " + origin_of(url) + " is larger than " +
+                          std::to_string(kMaxBody >> 20) + " MiB; refused",
+                      false);
     if (code != CURLE_OK) {
       const std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
       throw HttpError("HTTP request to " + origin_of(url) + " failed: " + detail,

@@ -113,7 +113,7 @@ ErrorClass classify(const ImapError& error) {
   return {Kind::kRetryable, {}, "refused_transient", {}};
 }
 
-ErrorClass classify(std::exception_ptr error) {
+ErrorClass classify(const std::exception_ptr& error) {
   using Kind = ErrorClass::Kind;
   try {
     std::rethrow_exception(error);

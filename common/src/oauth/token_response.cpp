@@ -26,7 +26,7 @@ TokenResponse parse_token_response(long http_status, std::string_view body) {
       if (expires->is_number_integer())
         seconds = expires->get<long long>();
       else if (expires->is_string())
-        seconds = std::atoll(expires->get<std::string>().c_str());  // some servers quote it
+        seconds = std::strtoll(expires->get<std::string>().c_str(), nullptr, 10);  // some quote it
       if (seconds > 0 && seconds < 10LL * 365 * 86400)
         grant.expires_in = std::chrono::seconds(seconds);
     }

@@ -20,7 +20,7 @@ using Steady = std::chrono::steady_clock;
 class Watchdog {
  public:
   static Watchdog& get() {
-    static Watchdog* const instance = new Watchdog;
+    static auto* const instance = new Watchdog;
     return *instance;
   }
 

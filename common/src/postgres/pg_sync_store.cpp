@@ -256,7 +256,7 @@ class PgSyncStore final : public SyncStore {
                              fence.attempt, ids.str(), shas.str(), sizes.str(), gm.str());
       for (const auto& row : r) {
         ClaimState state;
-        const std::string kind = row[1].as<std::string>();
+        const auto kind = row[1].as<std::string>();
         state.kind = kind == "CLAIMED" ? ClaimState::Kind::kClaimed
                      : kind == "DONE"  ? ClaimState::Kind::kDone
                                        : ClaimState::Kind::kPending;

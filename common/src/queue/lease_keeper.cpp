@@ -71,7 +71,7 @@ void LeaseKeeper::stop_heartbeats() {
 // Every third of the lease, on a connection of its own (the run's thread keeps the other busy).
 // A failed heartbeat is tried again at the next tick; the lease's freshness tells the run when
 // too many failed.
-void LeaseKeeper::heartbeat_loop(std::string database_url) {
+void LeaseKeeper::heartbeat_loop(const std::string& database_url) {
   std::unique_ptr<JobStore> store;
   const auto every = lease_.duration() / 3;
   std::unique_lock lock(mutex_);

@@ -35,6 +35,11 @@ struct DynamoOptions {
   std::function<void(std::chrono::milliseconds)> sleep;  // default: sleep_for
 };
 
+// AWS's own words made safe to store and show (last_error, `mailsync status`, /readyz): the first
+// paragraph only — a signature mismatch goes on with the canonical request, whose headers hold
+// the session token — at most 300 characters, through util::safe_text.
+std::string scrub_aws_message(std::string_view message);
+
 class DynamoError : public std::runtime_error {
  public:
   enum class Kind {
@@ -57,12 +62,14 @@ class DynamoError : public std::runtime_error {
 };
 
 // {"S": "..."} / {"N": "..."}: DynamoDB's attribute values.
+// NOLINTBEGIN(readability-identifier-naming): named after DynamoDB's own type letters
 inline nlohmann::json S(const std::string& value) {
   return {{"S", value}};
 }
 inline nlohmann::json N(int64_t value) {
   return {{"N", std::to_string(value)}};
 }
+// NOLINTEND(readability-identifier-naming)
 
 class DynamoClient {
  public:

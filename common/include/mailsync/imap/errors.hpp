@@ -68,6 +68,6 @@ inline constexpr std::chrono::milliseconds kMaxSuggestedBackoff{std::chrono::min
 // (imapsync's FAQ.Office365 and FAQ.Gmail, imapflow, MailKit, node-imap).
 ErrorClass classify(const ImapError& error);
 // Any exception from the IMAP client or the transport; unknown ones are retryable.
-ErrorClass classify(std::exception_ptr error);
+ErrorClass classify(const std::exception_ptr& error);
 
 }  // namespace mailsync::imap

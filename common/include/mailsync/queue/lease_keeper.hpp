@@ -45,7 +45,7 @@ class LeaseKeeper {
   bool finish(const JobResult& result, const std::string& run_id, const RetryPolicy& retry);
 
  private:
-  void heartbeat_loop(std::string database_url);
+  void heartbeat_loop(const std::string& database_url);
   void stop_heartbeats();
 
   std::string owner_;
