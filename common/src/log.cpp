@@ -41,7 +41,7 @@ std::string_view level_name(spdlog::level::level_enum level) {
 std::string utc_timestamp(spdlog::log_clock::time_point at) {
   const auto millis =
       std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+  const auto seconds = static_cast<std::time_t>(millis / 1000);
   std::tm parts{};
   gmtime_r(&seconds, &parts);
   char out[40];
@@ -138,6 +138,7 @@ void init_logging(std::string_view service, LogFormat format, spdlog::sink_ptr s
 std::optional<std::string> init_logging(std::string_view service) {
   std::optional<std::string> error;
   LogFormat format = LogFormat::kJson;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): at start, before any thread
   if (const char* raw = std::getenv("LOG_FORMAT"); raw != nullptr && *raw != '\0') {
     const std::string name = lower(raw);
     if (name == "text")
@@ -148,7 +149,7 @@ std::optional<std::string> init_logging(std::string_view service) {
   init_logging(service, format, std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (error) return error;
 
-  const char* raw = std::getenv("LOG_LEVEL");
+  const char* raw = std::getenv("LOG_LEVEL");  // NOLINT(concurrency-mt-unsafe): likewise
   if (raw == nullptr || *raw == '\0') return std::nullopt;
   std::string name = lower(raw);
   if (name == "warning") name = "warn";

@@ -71,8 +71,8 @@ class RefreshingSource : public CredentialSource {
     // 5xx and throttling may pass; anything else needs a person.
     const bool transient =
         status >= 500 || status == 429 || why.find("Throttling") != std::string::npos;
-    return DynamoError(transient ? DynamoError::Kind::kUnavailable : DynamoError::Kind::kAuth, "",
-                       source + ": " + scrub_aws_message(why));
+    return {transient ? DynamoError::Kind::kUnavailable : DynamoError::Kind::kAuth, "",
+            source + ": " + scrub_aws_message(why)};
   }
 
   SourceOptions options_;

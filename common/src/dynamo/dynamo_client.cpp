@@ -103,9 +103,9 @@ json DynamoClient::call(const std::string& operation, json request) {
       message = scrub_aws_message(
           answer.is_object() ? answer.value("message", answer.value("Message", "")) : "");
       kind = kind_of(type, response.status);
-      message = fmt::format("DynamoDB {} on {}: {}{}", operation, options_.table,
-                            type.empty() ? "HTTP " + std::to_string(response.status) : type,
-                            message.empty() ? "" : ": " + message);
+      message = fmt::format("DynamoDB {} on {}: {}{}{}", operation, options_.table,
+                            type.empty() ? fmt::format("HTTP {}", response.status) : type,
+                            message.empty() ? "" : ": ", message);
     } catch (const http::HttpError& e) {
       kind = Kind::kUnavailable;
       message = "DynamoDB " + operation + ": " + e.what();
@@ -300,7 +300,7 @@ DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
                           cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").value_or("")},
                          source);
   } else {
-    result.errors.push_back(
+    result.errors.emplace_back(
         "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and "
         "AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), or AWS_CONTAINER_CREDENTIALS_FULL_URI / "
         "_RELATIVE_URI (ECS, EKS Pod Identity)");
