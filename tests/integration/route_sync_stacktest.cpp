@@ -644,8 +644,10 @@ TEST_F(RouteSyncTest, AWorkerFrozenBeforeAnAppendLosesItsLeaseAndNothingIsCopied
                "SELECT count(*) FROM mailsync.job_attempts WHERE outcome = 'rescued'") == "1";
   }));
   {
+    // A longer lease than the frozen one's: under a sanitizer build a 2 s lease can go stale
+    // between two heartbeats, and this worker must not stop for that.
     mailsync::testing::ChildProcess second({MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync",
-                                            "--concurrency", "1", "--lease-seconds", "2"},
+                                            "--concurrency", "1", "--lease-seconds", "9"},
                                            env);
     ASSERT_TRUE(mailsync::testing::wait_for(
         [&] { return db_.query_value(done) == "400" && db_.query_value(pending) == "0"; },
