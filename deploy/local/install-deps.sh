@@ -15,7 +15,7 @@ packages=(
   libfmt-dev libboost-program-options-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev
   libgmock-dev libbenchmark-dev
   # local stack
-  postgresql postgresql-contrib dovecot-imapd openssl python3 nodejs npm procps
+  postgresql postgresql-contrib pgbouncer dovecot-imapd openssl python3 nodejs npm procps
   # peers for bench/
   isync
   # checks of deploy/ (tests/deploy_check.sh)

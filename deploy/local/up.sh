@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the throwaway local stack on free loopback ports, all files in one directory:
 #   PostgreSQL 15 (throwaway cluster, fsync off: for tests only)
+#   PgBouncer 1.18 in front of it, transaction pooling, 2 server connections (tests of pooled use)
 #   OAuth emulator (Google + Microsoft token endpoints, token introspection for Dovecot)
 #   Dovecot "gmail" and Dovecot "outlook": IMAPS with a certificate from a throwaway CA, users from
 #     a passwd file, XOAUTH2 / OAUTHBEARER validated through the emulator's introspection
@@ -28,7 +29,7 @@ chmod 755 "$stack"  # postgres, dovecot and vmail must traverse it
 # On any failure below, stop what was started so no listener is left behind.
 trap 'status=$?; if ((status != 0)); then log "start failed; stopping what started"; "$here/down.sh" "$stack" >&2 || true; fi' EXIT
 
-read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port < <(free_ports 6)
+read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port bouncer_port < <(free_ports 7)
 
 # ---- users and secrets -----------------------------------------------------------------------
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
@@ -74,6 +75,36 @@ log "postgres on 127.0.0.1:$pg_port"
 start_postgres "$stack/pg" "$pg_port" fast
 echo "postgres $(head -1 "$stack/pg/data/postmaster.pid")" >>"$stack/pids"
 psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE mailsync"
+
+# ---- PgBouncer: transaction pooling, as a managed Postgres pooler is usually run -------------
+# Two server connections for any number of clients, so consecutive transactions of one client
+# land on different server connections: any session state (SET, a prepared statement, LISTEN)
+# shows up as a failure in the tests that use MAILSYNC_STACK_PGBOUNCER_URL.
+log "pgbouncer on 127.0.0.1:$bouncer_port (transaction pooling)"
+mkdir -p "$stack/pgbouncer"
+printf '"postgres" ""\n' >"$stack/pgbouncer/users.txt"
+cat >"$stack/pgbouncer/pgbouncer.ini" <<CONF
+[databases]
+* = host=127.0.0.1 port=$pg_port user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $stack/pgbouncer/users.txt
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = 500
+server_reset_query =
+ignore_startup_parameters = extra_float_digits
+logfile = $stack/pgbouncer/pgbouncer.log
+pidfile = $stack/pgbouncer/pgbouncer.pid
+CONF
+chown -R postgres: "$stack/pgbouncer" 2>/dev/null || true
+as_user postgres pgbouncer -d -q "$stack/pgbouncer/pgbouncer.ini" ||
+  die "pgbouncer did not start: $(tail -5 "$stack/pgbouncer/pgbouncer.log" 2>/dev/null)"
+wait_listening "$bouncer_port" pgbouncer
+echo "pgbouncer $(cat "$stack/pgbouncer/pgbouncer.pid")" >>"$stack/pids"
 
 # ---- OAuth emulator --------------------------------------------------------------------------
 log "oauth emulator on 127.0.0.1:$oauth_port"
@@ -266,6 +297,8 @@ export MAILSYNC_TLS_CA_FILE='$stack/tls/ca.pem'
 # Stack internals for tests, the demo and benchmarks (not read by mailsync itself).
 export MAILSYNC_STACK_DIR='$stack'
 export MAILSYNC_STACK_PG_PORT='$pg_port'
+export MAILSYNC_STACK_PGBOUNCER_URL='postgresql://postgres@127.0.0.1:$bouncer_port/mailsync'
+export MAILSYNC_STACK_PGBOUNCER_PORT='$bouncer_port'
 export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/postgres'
 export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'

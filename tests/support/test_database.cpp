@@ -29,6 +29,7 @@ TestDatabase::TestDatabase()
   work.exec("DROP DATABASE IF EXISTS " + name_);
   work.exec("CREATE DATABASE " + name_);
   url_ = with_database(admin_url_, name_);
+  pooled_url_ = with_database(stack_env("MAILSYNC_STACK_PGBOUNCER_URL"), name_);
 }
 
 TestDatabase::~TestDatabase() {

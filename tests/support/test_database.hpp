@@ -15,6 +15,8 @@ class TestDatabase {
 
   const std::string& url() const { return url_; }
   const std::string& name() const { return name_; }
+  // The same database through the stack's PgBouncer (transaction pooling, 2 server connections).
+  const std::string& pooled_url() const { return pooled_url_; }
 
   // First column of the first row of `sql`, as text ("" for NULL or no rows).
   std::string query_value(const std::string& sql) const;
@@ -26,6 +28,7 @@ class TestDatabase {
   std::string admin_url_;
   std::string name_;
   std::string url_;
+  std::string pooled_url_;
 };
 
 }  // namespace mailsync::testing

@@ -14,8 +14,6 @@
 #include "postgres/deadline.hpp"
 #include "postgres/query.hpp"
 
-#include <span>
-
 namespace mailsync::postgres::detail {
 
 // Runs `body`, translating pqxx failures: broken connections, in-doubt commits and unavailable
@@ -39,33 +37,39 @@ decltype(auto) translate_errors(std::string_view database_url, Fn&& body) {
   }
 }
 
-// Opens a connection named `application_name` (visible in pg_stat_activity) with notices below
-// WARNING suppressed, so "schema already exists, skipping" does not reach stderr, and the socket
-// bounds of with_socket_bounds.
+// Opens a connection named `application_name` (visible in pg_stat_activity) with the socket
+// bounds of connection_string. It sets nothing on the session: no SET, no prepared statement,
+// no LISTEN unless asked (JobStore::listen), so it works through PgBouncer in transaction
+// pooling mode, where consecutive transactions may run on different server connections.
 inline std::unique_ptr<pqxx::connection> open_connection(const std::string& database_url,
                                                          std::string_view application_name) {
   return translate_errors(database_url, [&] {
-    auto connection = std::make_unique<pqxx::connection>(with_socket_bounds(database_url));
-    pqxx::nontransaction setup(*connection);
-    setup.exec("SET client_min_messages = warning");
-    setup.exec("SET application_name = " + setup.quote(std::string(application_name)));
-    return connection;
+    return std::make_unique<pqxx::connection>(
+        connection_string(database_url, std::string(application_name)));
   });
 }
 
-// One connection, its prepared statements, and error translation and a deadline around every use:
-// what each Pg*Store is built on. One thread at a time, like the connection.
-class PreparedConnection {
+// Runs `query` with its parameters bound, as an unnamed statement (parse, bind and execute in one
+// round trip): nothing outlives the transaction.
+template <typename... Args>
+pqxx::result exec(pqxx::transaction_base& work, const queries::Query& query, Args&&... args) {
+  return work.exec_params(query.sql, std::forward<Args>(args)...);
+}
+
+// The same, for a statement that returns exactly one row (pqxx::unexpected_rows otherwise).
+template <typename... Args>
+pqxx::row exec1(pqxx::transaction_base& work, const queries::Query& query, Args&&... args) {
+  return work.exec_params1(query.sql, std::forward<Args>(args)...);
+}
+
+// One connection, with error translation and a deadline around every use: what each Pg*Store is
+// built on. One thread at a time, like the connection.
+class StoreConnection {
  public:
-  PreparedConnection(std::string url, std::string_view application_name,
-                     std::span<const queries::Query> statements)
+  StoreConnection(std::string url, std::string_view application_name)
       : url_(std::move(url)),
         connection_(open_connection(url_, application_name)),
-        timeout_(statement_timeout()) {
-    translate_errors(url_, [&] {
-      for (const auto& statement : statements) connection_->prepare(statement.name, statement.sql);
-    });
-  }
+        timeout_(statement_timeout()) {}
 
   // `body` gets statement_timeout() for its answers (plus `longer` when it waits on purpose, as
   // LISTEN does); past it the socket is shut down and the call ends DatabaseUnavailable.

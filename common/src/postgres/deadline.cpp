@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <cctype>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -89,20 +90,56 @@ std::chrono::milliseconds statement_timeout() {
   return std::chrono::seconds(seconds.error.empty() ? seconds.value : 60);
 }
 
-std::string with_socket_bounds(const std::string& database_url) {
+namespace {
+
+bool is_uri(const std::string& url) {
+  return url.starts_with("postgres://") || url.starts_with("postgresql://");
+}
+
+// `value` as a URI query value (RFC 3986 unreserved kept, the rest %XX) or as a quoted keyword
+// value (libpq: single quotes, backslash escapes).
+std::string encoded(const std::string& value, bool uri) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out = uri ? "" : "'";
+  for (const char c : value) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (uri) {
+      if (std::isalnum(byte) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+        out += c;
+      } else {
+        out += '%';
+        out += kHex[byte >> 4];
+        out += kHex[byte & 0xF];
+      }
+    } else {
+      if (c == '\\' || c == '\'') out += '\\';
+      out += c;
+    }
+  }
+  return uri ? out : out + "'";
+}
+
+void add_parameter(std::string& out, bool uri, const char* name, const std::string& value) {
+  if (uri)
+    out += std::string(out.find('?') == std::string::npos ? "?" : "&") + name + "=" +
+           encoded(value, true);
+  else
+    out += std::string(out.empty() ? "" : " ") + name + "=" + encoded(value, false);
+}
+
+}  // namespace
+
+std::string connection_string(const std::string& database_url,
+                              const std::string& application_name) {
   static constexpr std::pair<const char*, const char*> kBounds[] = {
       {"connect_timeout", "10"},     {"keepalives", "1"},       {"keepalives_idle", "30"},
       {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "60000"}};
-  const bool uri =
-      database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+  const bool uri = is_uri(database_url);
   std::string out = database_url;
-  for (const auto& [name, value] : kBounds) {
-    if (has_parameter(database_url, name)) continue;
-    if (uri)
-      out += std::string(out.find('?') == std::string::npos ? "?" : "&") + name + "=" + value;
-    else
-      out += std::string(out.empty() ? "" : " ") + name + "=" + value;
-  }
+  for (const auto& [name, value] : kBounds)
+    if (!has_parameter(database_url, name)) add_parameter(out, uri, name, value);
+  if (!application_name.empty() && !has_parameter(database_url, "application_name"))
+    add_parameter(out, uri, "application_name", application_name);
   return out;
 }
 

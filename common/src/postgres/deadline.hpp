@@ -13,11 +13,12 @@ namespace mailsync::postgres::detail {
 // step) may wait for the database's answer, read when a connection opens.
 std::chrono::milliseconds statement_timeout();
 
-// The connection string with the socket bounds libpq leaves unset added where the URL does not
-// set them: connect_timeout=10, TCP keepalives (idle 30 s, every 10 s, 3 probes) and
+// The connection string with what libpq leaves unset added where the URL does not set it: the
+// socket bounds connect_timeout=10, TCP keepalives (idle 30 s, every 10 s, 3 probes) and
 // tcp_user_timeout=60000, so a connection whose peer vanished (a network partition, a host gone)
-// fails within about a minute instead of TCP's ~15.
-std::string with_socket_bounds(const std::string& database_url);
+// fails within about a minute instead of TCP's ~15; and `application_name` (pg_stat_activity),
+// a startup parameter rather than a SET, so that it survives PgBouncer's transaction pooling.
+std::string connection_string(const std::string& database_url, const std::string& application_name);
 
 // While alive, the socket `fd` is watched: past `limit` a watchdog thread shuts it down, so the
 // read blocked on it fails at once (libpq: connection lost) instead of waiting for an answer that

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS mailsync.schema_migrations (
 );
 )sql";
 
+// "schema already exists, skipping" and its kin stay off stderr. SET LOCAL, not SET: the
+// connection may come through PgBouncer's transaction pooling, which must not see session state.
+constexpr const char* kQuiet = "SET LOCAL client_min_messages = warning";
+
 std::string label(const Migration& migration) {
   std::string number = std::to_string(migration.version);
   if (number.size() < 4) number.insert(0, 4 - number.size(), '0');
@@ -50,6 +54,7 @@ MigrationReport Migrator::run() {
   return detail::translate_errors(database_url_, [&] {
     {
       pqxx::work bootstrap(*connection);
+      bootstrap.exec(kQuiet);
       bootstrap.exec_params("SELECT pg_advisory_xact_lock($1)", kBootstrapLockKey);
       bootstrap.exec(kBootstrapSql);
       bootstrap.commit();
@@ -79,6 +84,7 @@ MigrationReport Migrator::run() {
       }
 
       pqxx::work apply(*connection);
+      apply.exec(kQuiet);
       try {
         // Version row first: a concurrent migrator blocks here until this transaction ends.
         apply.exec_params(

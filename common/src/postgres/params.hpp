@@ -18,7 +18,7 @@ inline std::chrono::system_clock::time_point from_micros(int64_t us) {
   return std::chrono::system_clock::time_point(std::chrono::microseconds(us));
 }
 
-// A nullable text parameter: pass get() to exec_prepared; nullptr binds SQL NULL.
+// A nullable text parameter: pass get() to detail::exec; nullptr binds SQL NULL.
 class NullableParam {
  public:
   NullableParam() = default;

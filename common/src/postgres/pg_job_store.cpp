@@ -19,6 +19,8 @@ namespace mailsync::queue {
 namespace {
 
 namespace q = postgres::queries;
+using postgres::detail::exec;
+using postgres::detail::exec1;
 using postgres::detail::TextArray;
 
 constexpr const char* kChannel = "mailsync_jobs";
@@ -56,7 +58,7 @@ Job job_of(const pqxx::row& row) {
 class PgJobStore final : public JobStore {
  public:
   PgJobStore(std::string url, const std::string& application_name)
-      : db_(std::move(url), application_name, q::kAll) {}
+      : db_(std::move(url), application_name) {}
 
   std::vector<int64_t> enqueue(std::span<const NewJob> jobs) override {
     if (jobs.empty()) return {};
@@ -71,9 +73,8 @@ class PgJobStore final : public JobStore {
     }
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result =
-          work.exec_prepared(q::kJobEnqueue.name, kinds.str(), routes.str(), args.str(),
-                             priorities.str(), run_ats.str(), max_attempts.str());
+      const pqxx::result result = exec(work, q::kJobEnqueue, kinds.str(), routes.str(), args.str(),
+                                       priorities.str(), run_ats.str(), max_attempts.str());
       work.commit();
       std::vector<int64_t> ids;
       for (const auto& row : result) ids.push_back(row[0].as<int64_t>());
@@ -89,9 +90,8 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result =
-          work.exec_prepared(q::kJobClaim.name, owner, limit, now_param.get(),
-                             static_cast<int64_t>(lease.count()), kind_array.str());
+      const pqxx::result result = exec(work, q::kJobClaim, owner, limit, now_param.get(),
+                                       static_cast<int64_t>(lease.count()), kind_array.str());
       work.commit();
       std::vector<Job> jobs;
       jobs.reserve(result.size());
@@ -110,12 +110,12 @@ class PgJobStore final : public JobStore {
     return db_.run([&] {
       pqxx::work work(db_.connection());
       RouteClaim claim;
-      const pqxx::result active = work.exec_prepared(q::kJobRouteActive.name, route_key);
+      const pqxx::result active = exec(work, q::kJobRouteActive, route_key);
       pqxx::result taken;
       if (active.empty()) {
-        taken = work.exec_prepared(q::kJobInsertRunning.name, route_key, owner, millis);
+        taken = exec(work, q::kJobInsertRunning, route_key, owner, millis);
       } else if (active[0][1].as<std::string>() == "available") {
-        taken = work.exec_prepared(q::kJobTake.name, active[0][0].as<int64_t>(), owner, millis);
+        taken = exec(work, q::kJobTake, active[0][0].as<int64_t>(), owner, millis);
       } else {
         claim.held_job = active[0][0].as<int64_t>();
         claim.held_by = active[0][2].is_null() ? "" : active[0][2].as<std::string>();
@@ -155,10 +155,10 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result = work.exec_prepared(
-          q::kJobFinish.name, ids.str(), outcomes.str(), errors.str(), run_ats.str(), records.str(),
-          run_ids.str(), fetched.str(), appended.str(), skipped.str(), failed.str(), bytes.str(),
-          now_param.get(), owner);
+      const pqxx::result result =
+          exec(work, q::kJobFinish, ids.str(), outcomes.str(), errors.str(), run_ats.str(),
+               records.str(), run_ids.str(), fetched.str(), appended.str(), skipped.str(),
+               failed.str(), bytes.str(), now_param.get(), owner);
       work.commit();
       std::vector<FinishedJob> finished;
       for (const auto& row : result)
@@ -175,8 +175,8 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result = work.exec_prepared(
-          q::kJobSucceed.name, postgres::detail::int_array<int64_t>(ids), owner, now_param.get());
+      const pqxx::result result = exec(
+          work, q::kJobSucceed, postgres::detail::int_array<int64_t>(ids), owner, now_param.get());
       work.commit();
       std::vector<FinishedJob> finished;
       finished.reserve(result.size());
@@ -192,9 +192,8 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result =
-          work.exec_prepared(q::kJobHeartbeat.name, postgres::detail::int_array(ids), owner,
-                             static_cast<int64_t>(lease.count()), now_param.get());
+      const pqxx::result result = exec(work, q::kJobHeartbeat, postgres::detail::int_array(ids),
+                                       owner, static_cast<int64_t>(lease.count()), now_param.get());
       work.commit();
       std::vector<int64_t> held;
       for (const auto& row : result) held.push_back(row[0].as<int64_t>());
@@ -208,8 +207,8 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result = work.exec_prepared(
-          q::kJobRelease.name, postgres::detail::int_array(ids), owner, now_param.get());
+      const pqxx::result result =
+          exec(work, q::kJobRelease, postgres::detail::int_array(ids), owner, now_param.get());
       work.commit();
       return static_cast<int>(result.affected_rows());
     });
@@ -219,7 +218,7 @@ class PgJobStore final : public JobStore {
     const NowParam now_param(now);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result = work.exec_prepared(q::kJobRescue.name, limit, now_param.get());
+      const pqxx::result result = exec(work, q::kJobRescue, limit, now_param.get());
       work.commit();
       RescueResult rescued;
       for (const auto& row : result)
@@ -235,8 +234,8 @@ class PgJobStore final : public JobStore {
     return db_.run([&] {
       pqxx::work work(db_.connection());
       const pqxx::row row =
-          work.exec_prepared1(q::kJobPrune.name, static_cast<int64_t>(retention.count()),
-                              static_cast<int64_t>(dead_retention.count()), limit, now_param.get());
+          exec1(work, q::kJobPrune, static_cast<int64_t>(retention.count()),
+                static_cast<int64_t>(dead_retention.count()), limit, now_param.get());
       work.commit();
       return PruneResult{row[0].as<int>(), row[1].as<int>()};
     });
@@ -275,7 +274,7 @@ class PgJobStore final : public JobStore {
   }
 
  private:
-  postgres::detail::PreparedConnection db_;
+  postgres::detail::StoreConnection db_;
   std::unique_ptr<JobReceiver> receiver_;
 };
 

@@ -11,6 +11,8 @@ namespace mailsync::queue {
 namespace {
 
 namespace q = postgres::queries;
+using postgres::detail::exec;
+using postgres::detail::exec1;
 using postgres::detail::NullableParam;
 using postgres::detail::TextArray;
 
@@ -28,7 +30,7 @@ std::vector<int64_t> ids_of(const pqxx::result& result) {
 class PgRouteStore final : public RouteStore {
  public:
   PgRouteStore(std::string url, const std::string& application_name)
-      : db_(std::move(url), application_name, q::kAllRouteQueries) {}
+      : db_(std::move(url), application_name) {}
 
   RouteUpsert upsert_routes(std::span<const config::Route> routes) override {
     TextArray keys, gmail, outlook, folders, enabled;
@@ -41,8 +43,8 @@ class PgRouteStore final : public RouteStore {
     }
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::row row = work.exec_prepared1(q::kRouteUpsert.name, keys.str(), gmail.str(),
-                                                outlook.str(), folders.str(), enabled.str());
+      const pqxx::row row = exec1(work, q::kRouteUpsert, keys.str(), gmail.str(), outlook.str(),
+                                  folders.str(), enabled.str());
       work.commit();
       return RouteUpsert{row[0].as<int>(), row[1].as<int>()};
     });
@@ -55,12 +57,12 @@ class PgRouteStore final : public RouteStore {
     return db_.run([&]() -> std::optional<int> {
       pqxx::work work(db_.connection());
       const pqxx::result claimed =
-          work.exec_prepared(q::kCycleClaim.name, "route_sync", owner,
-                             static_cast<int64_t>(interval.count()), now_param.get(), force);
+          exec(work, q::kCycleClaim, "route_sync", owner, static_cast<int64_t>(interval.count()),
+               now_param.get(), force);
       if (claimed.empty()) return std::nullopt;  // another replica ran this interval's cycle
       const pqxx::result enqueued =
-          work.exec_prepared(q::kRouteSyncEnqueue.name, static_cast<const char*>(nullptr), 0,
-                             now_param.get(), max_attempts);
+          exec(work, q::kRouteSyncEnqueue, static_cast<const char*>(nullptr), 0, now_param.get(),
+               max_attempts);
       work.commit();
       return static_cast<int>(enqueued.size());
     });
@@ -71,9 +73,8 @@ class PgRouteStore final : public RouteStore {
     const NullableParam run_at = NullableParam::time(filter.run_at);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result =
-          work.exec_prepared(q::kRouteSyncEnqueue.name, route.get(), filter.priority, run_at.get(),
-                             filter.max_attempts);
+      const pqxx::result result = exec(work, q::kRouteSyncEnqueue, route.get(), filter.priority,
+                                       run_at.get(), filter.max_attempts);
       work.commit();
       return ids_of(result);
     });
@@ -82,29 +83,29 @@ class PgRouteStore final : public RouteStore {
   bool route_exists(const std::string& route_key) override {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
-      return !work.exec_prepared(q::kRouteExists.name, route_key).empty();
+      return !exec(work, q::kRouteExists, route_key).empty();
     });
   }
 
   bool set_paused(const std::string& route_key, bool paused) override {
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::row row = work.exec_prepared1(q::kRoutePause.name, route_key, paused);
+      const pqxx::row row = exec1(work, q::kRoutePause, route_key, paused);
       work.commit();
       return row[0].as<int>() == 1;
     });
   }
 
-  nlohmann::json route_status() override { return json_of(q::kRouteStatus.name); }
-  nlohmann::json queue_summary() override { return json_of(q::kQueueSummary.name); }
-  nlohmann::json health_snapshot() override { return json_of(q::kHealthSnapshot.name); }
+  nlohmann::json route_status() override { return json_of(q::kRouteStatus); }
+  nlohmann::json queue_summary() override { return json_of(q::kQueueSummary); }
+  nlohmann::json health_snapshot() override { return json_of(q::kHealthSnapshot); }
 
   nlohmann::json list_jobs(const JobsFilter& filter) override {
     const NullableParam state(filter.state), kind(filter.kind), route(filter.route_key);
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
-      const pqxx::row row = work.exec_prepared1(q::kJobsList.name, state.get(), kind.get(),
-                                                route.get(), filter.limit);
+      const pqxx::row row =
+          exec1(work, q::kJobsList, state.get(), kind.get(), route.get(), filter.limit);
       return nlohmann::json::parse(row[0].as<std::string>());
     });
   }
@@ -113,8 +114,7 @@ class PgRouteStore final : public RouteStore {
     const NullableParam id_param = id_array(ids);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result =
-          work.exec_prepared(q::kDeadRetry.name, id_param.get(), extra_attempts);
+      const pqxx::result result = exec(work, q::kDeadRetry, id_param.get(), extra_attempts);
       work.commit();
       return ids_of(result);
     });
@@ -124,21 +124,21 @@ class PgRouteStore final : public RouteStore {
     const NullableParam id_param = id_array(ids);
     return db_.run([&] {
       pqxx::work work(db_.connection());
-      const pqxx::result result = work.exec_prepared(q::kDeadDiscard.name, id_param.get());
+      const pqxx::result result = exec(work, q::kDeadDiscard, id_param.get());
       work.commit();
       return ids_of(result);
     });
   }
 
  private:
-  nlohmann::json json_of(const char* statement) {
+  nlohmann::json json_of(const postgres::queries::Query& statement) {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
-      return nlohmann::json::parse(work.exec_prepared1(statement)[0].as<std::string>());
+      return nlohmann::json::parse(exec1(work, statement)[0].as<std::string>());
     });
   }
 
-  postgres::detail::PreparedConnection db_;
+  postgres::detail::StoreConnection db_;
 };
 
 }  // namespace

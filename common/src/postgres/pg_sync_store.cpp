@@ -14,6 +14,7 @@ namespace mailsync::sync {
 
 namespace {
 
+using postgres::detail::exec;
 using postgres::detail::NullableParam;
 using postgres::detail::TextArray;
 using postgres::queries::Query;
@@ -194,14 +195,6 @@ SET job_id = EXCLUDED.job_id, started_at = EXCLUDED.started_at, updated_at = now
 constexpr Query kClearProgress{"sync_clear_progress",
                                "DELETE FROM mailsync.route_progress WHERE route_key = $1"};
 
-constexpr Query kAll[] = {kEnsureRoute, kWatermarkGet,    kWatermarkSet,
-                          kLease,       kClaim,           kFinalize,
-                          kRelease,     kRecordFailures,  kFailureRetryCounts,
-                          kDueFailures, kFailedUids,      kAdoptPending,
-                          kInDoubt,     kCopiedGmMsgids,  kCopiedMessage,
-                          kSetOutcome,  kSetAuthRequired, kAuthRequired,
-                          kSetProgress, kClearProgress};
-
 // Header-derived values go in as text any bytes survive (util::encode_header_bytes).
 std::optional<std::string> stored(const std::optional<std::string>& value) {
   if (!value) return std::nullopt;
@@ -215,17 +208,17 @@ std::string uid_array(const std::vector<uint32_t>& uids) {
 class PgSyncStore final : public SyncStore {
  public:
   PgSyncStore(std::string url, const std::string& application_name)
-      : db_(std::move(url), application_name, kAll) {}
+      : db_(std::move(url), application_name) {}
 
   void ensure_route(const config::Route& route) override {
-    exec(kEnsureRoute, route.key(), route.gmail_email, route.outlook_email, route.target_folder,
-         route.enabled);
+    write(kEnsureRoute, route.key(), route.gmail_email, route.outlook_email, route.target_folder,
+          route.enabled);
   }
 
   std::optional<Watermark> watermark(const std::string& route) override {
     return db_.run([&]() -> std::optional<Watermark> {
       pqxx::read_transaction work(db_.connection());
-      const pqxx::result r = work.exec_prepared(kWatermarkGet.name, route);
+      const pqxx::result r = exec(work, kWatermarkGet, route);
       if (r.empty()) return std::nullopt;
       return Watermark{r[0][0].as<uint32_t>(), r[0][1].as<uint32_t>()};
     });
@@ -233,7 +226,7 @@ class PgSyncStore final : public SyncStore {
 
   void set_watermark(const Fence& fence, const std::string& route, const Watermark& w) override {
     fenced(fence, [&](pqxx::work& work) {
-      work.exec_prepared(kWatermarkSet.name, route, int64_t{w.uidvalidity}, int64_t{w.last_uid});
+      exec(work, kWatermarkSet, route, int64_t{w.uidvalidity}, int64_t{w.last_uid});
     });
   }
 
@@ -252,8 +245,8 @@ class PgSyncStore final : public SyncStore {
     }
     fenced(fence, [&](pqxx::work& work) {  // committed, so durable, before any APPEND (invariant 2)
       const pqxx::result r =
-          work.exec_prepared(kClaim.name, route, int64_t{uidvalidity}, uids.str(), fence.job_id,
-                             fence.attempt, ids.str(), shas.str(), sizes.str(), gm.str());
+          exec(work, kClaim, route, int64_t{uidvalidity}, uids.str(), fence.job_id, fence.attempt,
+               ids.str(), shas.str(), sizes.str(), gm.str());
       for (const auto& row : r) {
         ClaimState state;
         const auto kind = row[1].as<std::string>();
@@ -285,9 +278,9 @@ class PgSyncStore final : public SyncStore {
       gm.add_optional(c.gm_msgid);
     }
     fenced(fence, [&](pqxx::work& work) {
-      const pqxx::result r = work.exec_prepared(
-          kFinalize.name, route, int64_t{uidvalidity}, uids.str(), dest_v.str(), dest_uids.str(),
-          ids.str(), shas.str(), sizes.str(), dates.str(), gm.str(), fence.job_id, fence.attempt);
+      const pqxx::result r = exec(work, kFinalize, route, int64_t{uidvalidity}, uids.str(),
+                                  dest_v.str(), dest_uids.str(), ids.str(), shas.str(), sizes.str(),
+                                  dates.str(), gm.str(), fence.job_id, fence.attempt);
       expect_own(fence, "finalize", r[0][0].as<size_t>(), copied.size());
     });
   }
@@ -296,8 +289,8 @@ class PgSyncStore final : public SyncStore {
                const std::vector<uint32_t>& uids) override {
     if (uids.empty()) return;
     fenced(fence, [&](pqxx::work& work) {
-      const pqxx::result r = work.exec_prepared(kRelease.name, route, int64_t{uidvalidity},
-                                                uid_array(uids), fence.job_id, fence.attempt);
+      const pqxx::result r = exec(work, kRelease, route, int64_t{uidvalidity}, uid_array(uids),
+                                  fence.job_id, fence.attempt);
       expect_own(fence, "release", r[0][0].as<size_t>(), uids.size());
     });
   }
@@ -306,8 +299,8 @@ class PgSyncStore final : public SyncStore {
                         std::chrono::milliseconds grace) override {
     Adopted out;
     fenced(fence, [&](pqxx::work& work) {
-      for (const auto& row : work.exec_prepared(kAdoptPending.name, route, fence.job_id,
-                                                fence.attempt, int64_t{grace.count()})) {
+      for (const auto& row :
+           exec(work, kAdoptPending, route, fence.job_id, fence.attempt, int64_t{grace.count()})) {
         PendingClaim claim{row[0].as<uint32_t>(), row[1].as<uint32_t>(), std::nullopt, std::nullopt,
                            ""};
         if (!row[2].is_null())
@@ -317,8 +310,7 @@ class PgSyncStore final : public SyncStore {
         if (!row[5].is_null()) claim.gm_msgid = std::stoull(row[5].as<std::string>());
         out.claims.push_back(claim);
       }
-      out.in_doubt =
-          work.exec_prepared(kInDoubt.name, route, fence.job_id, fence.attempt)[0][0].as<int64_t>();
+      out.in_doubt = exec(work, kInDoubt, route, fence.job_id, fence.attempt)[0][0].as<int64_t>();
     });
     std::sort(out.claims.begin(), out.claims.end(),
               [](const PendingClaim& x, const PendingClaim& y) {
@@ -343,9 +335,9 @@ class PgSyncStore final : public SyncStore {
     }
     std::map<uint32_t, int> counts;
     fenced(fence, [&](pqxx::work& work) {
-      const pqxx::result rows = work.exec_prepared(
-          kRecordFailures.name, route, int64_t{uidvalidity}, uids.str(), reasons.str(),
-          errors.str(), permanent.str(), retry.str(), ids.str(), sizes.str());
+      const pqxx::result rows =
+          exec(work, kRecordFailures, route, int64_t{uidvalidity}, uids.str(), reasons.str(),
+               errors.str(), permanent.str(), retry.str(), ids.str(), sizes.str());
       for (const auto& row : rows) counts[row[0].as<uint32_t>()] = row[1].as<int>();
     });
     return counts;
@@ -357,8 +349,8 @@ class PgSyncStore final : public SyncStore {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
       std::map<uint32_t, int> counts;
-      for (const auto& row : work.exec_prepared(kFailureRetryCounts.name, route,
-                                                int64_t{uidvalidity}, uid_array(uids)))
+      for (const auto& row :
+           exec(work, kFailureRetryCounts, route, int64_t{uidvalidity}, uid_array(uids)))
         counts[row[0].as<uint32_t>()] = row[1].as<int>();
       return counts;
     });
@@ -380,9 +372,8 @@ class PgSyncStore final : public SyncStore {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
       std::set<uint64_t> out;
-      for (const auto& row :
-           work.exec_prepared(kCopiedGmMsgids.name, route,
-                              postgres::detail::int_array(std::span<const uint64_t>(ids))))
+      for (const auto& row : exec(work, kCopiedGmMsgids, route,
+                                  postgres::detail::int_array(std::span<const uint64_t>(ids))))
         out.insert(std::stoull(row[0].as<std::string>()));
       return out;
     });
@@ -393,30 +384,30 @@ class PgSyncStore final : public SyncStore {
     const NullableParam id(stored(message_id));
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
-      return !work.exec_prepared(kCopiedMessage.name, route, id.get(), sha256_hex).empty();
+      return !exec(work, kCopiedMessage, route, id.get(), sha256_hex).empty();
     });
   }
 
   void set_outcome(const std::string& route, const std::string& outcome, const std::string& error,
                    bool success) override {
-    exec(kSetOutcome, route, outcome, util::safe_text(error), success);
+    write(kSetOutcome, route, outcome, util::safe_text(error), success);
   }
 
   void set_progress(const std::string& route, const Progress& p) override {
-    exec(kSetProgress, route, p.job_id, p.elapsed_seconds, p.messages_done, p.messages_total,
-         p.bytes_done, p.bytes_total, p.rate_per_s, p.eta_seconds);
+    write(kSetProgress, route, p.job_id, p.elapsed_seconds, p.messages_done, p.messages_total,
+          p.bytes_done, p.bytes_total, p.rate_per_s, p.eta_seconds);
   }
 
-  void clear_progress(const std::string& route) override { exec(kClearProgress, route); }
+  void clear_progress(const std::string& route) override { write(kClearProgress, route); }
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
-    exec(kSetAuthRequired, route, util::safe_text(detail));
+    write(kSetAuthRequired, route, util::safe_text(detail));
   }
 
   bool auth_required(const std::string& route) override {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
-      const pqxx::result r = work.exec_prepared(kAuthRequired.name, route);
+      const pqxx::result r = exec(work, kAuthRequired, route);
       return !r.empty() && r[0][0].as<bool>();
     });
   }
@@ -427,7 +418,7 @@ class PgSyncStore final : public SyncStore {
   void fenced(const Fence& fence, Fn&& body) {
     db_.run([&] {
       pqxx::work work(db_.connection());
-      if (work.exec_prepared(kLease.name, fence.job_id, fence.attempt, fence.owner).empty())
+      if (exec(work, kLease, fence.job_id, fence.attempt, fence.owner).empty())
         throw LeaseLost("job " + std::to_string(fence.job_id) + " attempt " +
                         std::to_string(fence.attempt) + " no longer holds its lease (" +
                         fence.owner + "): rescued, expired or finished elsewhere");
@@ -445,10 +436,10 @@ class PgSyncStore final : public SyncStore {
   }
 
   template <typename... Args>
-  void exec(const Query& query, Args&&... args) {
+  void write(const Query& query, Args&&... args) {
     db_.run([&] {
       pqxx::work work(db_.connection());
-      work.exec_prepared(query.name, std::forward<Args>(args)...);
+      exec(work, query, std::forward<Args>(args)...);
       work.commit();
     });
   }
@@ -458,13 +449,13 @@ class PgSyncStore final : public SyncStore {
     return db_.run([&] {
       pqxx::read_transaction work(db_.connection());
       std::vector<uint32_t> out;
-      for (const auto& row : work.exec_prepared(query.name, std::forward<Args>(args)...))
+      for (const auto& row : exec(work, query, std::forward<Args>(args)...))
         out.push_back(row[0].template as<uint32_t>());
       return out;
     });
   }
 
-  postgres::detail::PreparedConnection db_;
+  postgres::detail::StoreConnection db_;
 };
 
 }  // namespace

@@ -1,7 +1,8 @@
 #pragma once
 
-// A named SQL statement: the name is also the prepared statement's, so pg_stat_statements and
-// the logs of a slow query point back here.
+// A named SQL statement. It runs as an unnamed statement (detail::exec): mailsync keeps no
+// prepared statement on a connection, so PgBouncer in transaction pooling mode can hand each
+// transaction to any server connection. The name is for the reader and for error messages.
 namespace mailsync::postgres::queries {
 
 struct Query {

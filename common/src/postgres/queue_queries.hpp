@@ -245,8 +245,4 @@ SELECT (SELECT count(*) FROM deleted_jobs), (SELECT count(*) FROM deleted_attemp
 
 #undef MAILSYNC_NOW
 
-inline constexpr Query kAll[] = {kJobEnqueue,       kJobClaim,  kJobRouteActive, kJobTake,
-                                 kJobInsertRunning, kJobFinish, kJobSucceed,     kJobHeartbeat,
-                                 kJobRelease,       kJobRescue, kJobPrune};
-
 }  // namespace mailsync::postgres::queries

@@ -132,8 +132,4 @@ SELECT json_build_object(
 
 #undef MAILSYNC_NOW
 
-inline constexpr Query kAllRouteQueries[] = {
-    kRouteUpsert,  kCycleClaim, kRouteSyncEnqueue, kRouteExists, kRoutePause,    kRouteStatus,
-    kQueueSummary, kJobsList,   kDeadRetry,        kDeadDiscard, kHealthSnapshot};
-
 }  // namespace mailsync::postgres::queries
