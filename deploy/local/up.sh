@@ -78,8 +78,8 @@ psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE m
 
 # ---- PgBouncer: transaction pooling, as a managed Postgres pooler is usually run -------------
 # Two server connections for any number of clients, so consecutive transactions of one client
-# land on different server connections: any session state (SET, a prepared statement, LISTEN)
-# shows up as a failure in the tests that use MAILSYNC_STACK_PGBOUNCER_URL.
+# land on different server connections: session state (a SET, a named prepared statement) is
+# lost or leaks between clients, and the tests that use MAILSYNC_STACK_PGBOUNCER_URL see it.
 log "pgbouncer on 127.0.0.1:$bouncer_port (transaction pooling)"
 mkdir -p "$stack/pgbouncer"
 printf '"postgres" ""\n' >"$stack/pgbouncer/users.txt"
