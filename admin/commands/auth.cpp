@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
 
+#include <array>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -23,19 +26,59 @@ namespace mailsync::admin {
 
 namespace {
 
+// What a desktop browser needs from our environment, and nothing else: the helper's environment
+// holds client secrets and refresh tokens (GMAIL_CLIENT_SECRET, MS_REFRESH_TOKEN, AWS keys), and a
+// browser passes its environment on to every helper and plugin it starts.
+bool browser_needs(std::string_view entry) {
+  static constexpr std::array<std::string_view, 14> kNames = {
+      "PATH",     "HOME",  "USER",    "LOGNAME",         "SHELL",      "LANG",
+      "LANGUAGE", "TZ",    "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "DBUS_SESSION_BUS_ADDRESS",
+      "BROWSER",  "TMPDIR"};
+  const std::string_view name = entry.substr(0, entry.find('='));
+  for (const std::string_view allowed : kNames)
+    if (name == allowed) return true;
+  return name.starts_with("LC_") || name.starts_with("XDG_");
+}
+
 // Opens the URL with the desktop's browser, if there is one; silent when there is none.
 void try_open_browser(const std::string& url) {
+  std::vector<char*> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry)
+    if (browser_needs(*entry)) environment.push_back(*entry);
+  environment.push_back(nullptr);
   pid_t pid = 0;
   const char* argv[] = {"xdg-open", url.c_str(), nullptr};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  if (posix_spawnp(&pid, "xdg-open", &actions, nullptr, const_cast<char**>(argv), environ) == 0) {
+  if (posix_spawnp(&pid, "xdg-open", &actions, nullptr, const_cast<char**>(argv),
+                   environment.data()) == 0) {
     int status = 0;
     ::waitpid(pid, &status, 0);
   }
   posix_spawn_file_actions_destroy(&actions);
+}
+
+// `--client-secret -`: one line from standard input, not echoed when it is a terminal.
+std::string read_secret_line() {
+  const bool terminal = ::isatty(0) != 0;
+  termios saved{};
+  if (terminal && ::tcgetattr(0, &saved) == 0) {
+    std::cerr << "Client secret: " << std::flush;
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(0, TCSANOW, &quiet);
+  }
+  std::string line;
+  std::getline(std::cin, line);
+  if (terminal) {
+    ::tcsetattr(0, TCSANOW, &saved);
+    std::cerr << "\n";
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
 }
 
 std::string shell_quote(const std::string& value) {
@@ -64,7 +107,8 @@ int run_auth(std::span<const std::string> args) {
       ("provider", po::value<std::string>(), "gmail or microsoft")
       ("client-id", po::value<std::string>(), "OAuth client id (default GMAIL_CLIENT_ID / MS_CLIENT_ID)")
       ("client-secret", po::value<std::string>(),
-       "value, env:NAME or file:PATH (default GMAIL_CLIENT_SECRET / MS_CLIENT_SECRET)")
+       "env:NAME, file:PATH or - (read from standard input); never the value itself, which "
+       "every user could read in ps (default GMAIL_CLIENT_SECRET / MS_CLIENT_SECRET)")
       ("login-hint", po::value<std::string>(), "the account to sign in as")
       ("port", po::value<int>()->default_value(0), "loopback port for the redirect (0: any free port)")
       ("no-browser", "only print the URL")
@@ -101,10 +145,29 @@ int run_auth(std::span<const std::string> args) {
     return exit_code::kUsage;
   }
   std::optional<std::string> client_secret;
-  const std::string secret_spec =
+  std::string secret_spec =
       vm.count("client-secret")
           ? vm["client-secret"].as<std::string>()
           : cli::env(google ? "GMAIL_CLIENT_SECRET" : "MS_CLIENT_SECRET").value_or("");
+  if (vm.count("client-secret")) {
+    if (secret_spec == "-") {
+      client_secret = read_secret_line();
+      secret_spec.clear();  // the value itself, not a reference to resolve
+      if (client_secret->empty()) {
+        std::cerr << "mailsync auth: --client-secret -: standard input held no secret\n";
+        return exit_code::kUsage;
+      }
+    } else if (!secret_spec.starts_with("env:") && !secret_spec.starts_with("file:")) {
+      // Refused, not just warned about: by now it has been in /proc/PID/cmdline and perhaps the
+      // shell's history, so say where to rotate it too.
+      std::cerr << "mailsync auth: --client-secret takes env:NAME, file:PATH or - (standard "
+                   "input), not the secret itself: a command line is readable by every user of "
+                   "this machine (ps). Rotate that secret if this machine is shared, and give it "
+                   "as, e.g., --client-secret env:"
+                << (google ? "GMAIL_CLIENT_SECRET" : "MS_CLIENT_SECRET") << "\n";
+      return exit_code::kUsage;
+    }
+  }
   if (!secret_spec.empty()) {
     const config::SecretResolution resolved = config::resolve_secret(secret_spec, "client secret");
     if (!resolved.secret) {

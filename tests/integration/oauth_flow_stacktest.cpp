@@ -304,6 +304,64 @@ TEST_F(AuthCommand, WritesTheTokenToAFileForAFileReference) {
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
+TEST_F(AuthCommand, RefusesAClientSecretOnTheCommandLine) {
+  const std::string secret = stack_env("GMAIL_CLIENT_SECRET");
+  const auto result = mailsync::testing::run_process(
+      {MAILSYNC_TEST_BIN_MAILSYNC, "auth", "gmail", "--no-browser", "--client-secret", secret},
+      env());
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_NE(result.err.find("--client-secret takes env:NAME, file:PATH or -"), std::string::npos)
+      << result.err;
+  EXPECT_EQ(result.err.find(secret), std::string::npos) << "the value is not repeated";
+}
+
+TEST_F(AuthCommand, ReadsTheClientSecretFromStandardInput) {
+  // Through a pipe: the secret never appears in any process's argv. The emulator refuses a code
+  // exchange without the right client secret, so a token means the line arrived intact.
+  mailsync::testing::ChildProcess helper(
+      {"/bin/sh", "-c",
+       "printf '%s\\n' \"$GMAIL_CLIENT_SECRET\" | exec \"$0\" auth gmail --no-browser "
+       "--client-secret -",
+       MAILSYNC_TEST_BIN_MAILSYNC},
+      env());
+  mailsync::http::HttpClient client;
+  EXPECT_EQ(client.get(authorize(helper)).status, 200);
+  const auto result = helper.wait();
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(mailsync::testing::refresh_grant(
+                Server::kGmail, json::parse(result.out).at("refresh_token").get<std::string>())
+                .status,
+            200);
+}
+
+TEST_F(AuthCommand, TheBrowserGetsNoSecretsFromTheEnvironment) {
+  // A stand-in xdg-open first on PATH records the environment it was started with.
+  char dir_template[] = "/tmp/mailsync-browser.XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  {
+    std::ofstream script(dir + "/xdg-open");
+    script << "#!/bin/sh\nenv > " << dir << "/browser.env\n";
+  }
+  std::filesystem::permissions(dir + "/xdg-open", std::filesystem::perms::owner_all);
+  auto changes = env();
+  changes["PATH"] = dir + ":" + stack_env("PATH");
+  changes["DISPLAY"] = ":7";
+  changes["MS_REFRESH_TOKEN"] = "refresh-token-that-must-not-leak";
+  changes["AWS_SECRET_ACCESS_KEY"] = "aws-key-that-must-not-leak";
+  mailsync::testing::ChildProcess helper({MAILSYNC_TEST_BIN_MAILSYNC, "auth", "gmail"}, changes);
+  mailsync::http::HttpClient client;
+  client.get(authorize(helper));
+  ASSERT_EQ(helper.wait().exit_code, 0);
+  std::stringstream seen;
+  seen << std::ifstream(dir + "/browser.env").rdbuf();
+  EXPECT_NE(seen.str().find("DISPLAY=:7"), std::string::npos) << seen.str();
+  const std::string client_secret = stack_env("GMAIL_CLIENT_SECRET");
+  for (const std::string& leak : {std::string("must-not-leak"), std::string("GMAIL_CLIENT_SECRET"),
+                                  std::string("MS_CLIENT_SECRET"), client_secret})
+    EXPECT_EQ(seen.str().find(leak), std::string::npos) << leak << " reached the browser";
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(AuthCommand, RefusesARedirectWithTheWrongState) {
   mailsync::testing::ChildProcess helper(
       {MAILSYNC_TEST_BIN_MAILSYNC, "auth", "gmail", "--no-browser"}, env());

@@ -1,11 +1,16 @@
 // The configuration loader, table-style: what it accepts, and every problem it names at once.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "mailsync/config/config.hpp"
 
@@ -150,6 +155,68 @@ TEST_F(SecretFiles, WritesSecretsAtomicallyWithMode0600) {
                           std::filesystem::directory_iterator()),
             1)
       << "no temporary file left behind";
+}
+
+TEST_F(SecretFiles, RefusesAFifoADirectoryAndAnOversizedFileWithoutBlocking) {
+  const std::string fifo = dir_ + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  // Opening a FIFO with no writer would block this thread for ever; the test would hang.
+  EXPECT_NE(resolve_secret("file:" + fifo, "x").error.find("not a regular file"),
+            std::string::npos);
+  EXPECT_NE(resolve_secret("file:" + dir_, "x").error.find("not a regular file"),
+            std::string::npos);
+  const auto big =
+      resolve_secret("file:" + write("big", std::string(kMaxSecretFileBytes + 1, 'a'), 0600), "x");
+  EXPECT_FALSE(big.secret.has_value());
+  EXPECT_NE(big.error.find("larger than 65536 bytes"), std::string::npos) << big.error;
+  EXPECT_TRUE(
+      resolve_secret("file:" + write("max", std::string(kMaxSecretFileBytes, 'a'), 0600), "x")
+          .secret.has_value());
+}
+
+TEST_F(SecretFiles, TheWriteBackFollowsNoLinkPlantedAtItsTemporaryName) {
+  // Before: the temporary file was "<path>.tmp-<pid>", opened with O_TRUNC and following links, so
+  // anyone who could write the directory could point that name at another file of ours.
+  const std::string victim = write("victim", "keep me", 0600);
+  const std::string path = write("token", "old", 0600);
+  const std::string planted = path + ".tmp-" + std::to_string(::getpid());
+  ASSERT_EQ(::symlink(victim.c_str(), planted.c_str()), 0);
+  write_secret_file(path, "new-token");
+  std::string content;
+  std::getline(std::ifstream(victim), content);
+  EXPECT_EQ(content, "keep me");
+  std::getline(std::ifstream(path), content);
+  EXPECT_EQ(content, "new-token");
+}
+
+TEST_F(SecretFiles, ARotationStoresOnlyOverTheTokenItRotatedFrom) {
+  const std::string path = write("token", "t0\n", 0600);
+  EXPECT_EQ(write_secret_file(path, "t1", "t0"), SecretWrite::kWritten);
+  // A second process that also started from t0 finds t1 there and leaves it.
+  EXPECT_EQ(write_secret_file(path, "t2", "t0"), SecretWrite::kKeptOther);
+  std::string content;
+  std::getline(std::ifstream(path), content);
+  EXPECT_EQ(content, "t1");
+  EXPECT_EQ(write_secret_file(path, "t1", "t0"), SecretWrite::kWritten) << "same value: harmless";
+}
+
+TEST_F(SecretFiles, WritersOfOneFileTakeTurns) {
+  const std::string path = write("token", "t0\n", 0600);
+  const int held = ::open(path.c_str(), O_RDONLY);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    write_secret_file(path, "t1", "t0");
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(done) << "wrote while another writer held the file";
+  ::flock(held, LOCK_UN);
+  ::close(held);
+  writer.join();
+  std::string content;
+  std::getline(std::ifstream(path), content);
+  EXPECT_EQ(content, "t1");
 }
 
 TEST_F(SecretFiles, ParsingWithSecretsResolvesEveryRouteSecretAndNamesFailures) {

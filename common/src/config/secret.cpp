@@ -1,17 +1,91 @@
 #include "mailsync/config/secret.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
+#include <thread>
+#include <utility>
+
+#include "mailsync/util/random.hpp"
 
 namespace mailsync::config {
+
+namespace {
+
+constexpr std::chrono::milliseconds kLockWait{5000};
+
+class FileDescriptor {
+ public:
+  FileDescriptor() = default;
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  explicit operator bool() const { return fd_ >= 0; }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// At most kMaxSecretFileBytes of a regular file. Anything else (a FIFO, which would block, a
+// directory, a device, /dev/zero) is refused with a reason rather than read.
+std::optional<std::string> read_small_file(int fd, std::string& problem) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    problem = std::strerror(errno);
+    return std::nullopt;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    problem = "not a regular file";
+    return std::nullopt;
+  }
+  std::string value;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      problem = std::strerror(errno);
+      return std::nullopt;
+    }
+    if (n == 0) return value;
+    value.append(buffer, static_cast<size_t>(n));
+    if (value.size() > kMaxSecretFileBytes) {
+      problem = "larger than " + std::to_string(kMaxSecretFileBytes) + " bytes";
+      return std::nullopt;
+    }
+  }
+}
+
+std::optional<std::string> read_small_file(const std::string& path, std::string& problem) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd) {
+    problem = std::strerror(errno);
+    return std::nullopt;
+  }
+  return read_small_file(fd.get(), problem);
+}
+
+}  // namespace
 
 SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
   const std::string name(field);
@@ -27,14 +101,14 @@ SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
   }
   if (spec.starts_with("file:")) {
     const std::string path(spec.substr(5));
-    std::ifstream in(path, std::ios::binary);
-    if (path.empty() || !in)
+    std::string problem;
+    std::optional<std::string> read = path.empty() ? std::nullopt : read_small_file(path, problem);
+    if (!read)
       return {std::nullopt,
-              name + ": cannot read " + path + " (from file:" + path + "): " + std::strerror(errno),
+              name + ": cannot read " + path + " (from file:" + path +
+                  "): " + (path.empty() ? "no path given" : problem),
               {}};
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string value = text.str();
+    std::string value = std::move(*read);
     while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
     if (value.empty()) return {std::nullopt, name + ": " + path + " is empty", {}};
     SecretResolution result{
@@ -52,35 +126,67 @@ SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
   return {Secret(std::string(spec), Secret::Source::kInline, "inline"), {}, {}};
 }
 
-void write_secret_file(const std::filesystem::path& path, std::string_view value) {
-  const std::filesystem::path temporary = path.string() + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
+SecretWrite write_secret_file(const std::filesystem::path& path, std::string_view value,
+                              std::optional<std::string_view> expected) {
+  // Writers of one file take turns on a lock on the file itself. The rename replaces the inode, so
+  // a writer that waited on the old one opens the path again and tries anew.
+  FileDescriptor current;
+  const auto give_up = std::chrono::steady_clock::now() + kLockWait;
+  for (;;) {
+    current = FileDescriptor(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    if (!current) break;  // a new file: nothing to take turns on, nothing to compare
+    if (::flock(current.get(), LOCK_EX | LOCK_NB) == 0) {
+      struct stat locked {
+      }, named{};
+      if (::fstat(current.get(), &locked) == 0 && ::stat(path.c_str(), &named) == 0 &&
+          locked.st_ino == named.st_ino && locked.st_dev == named.st_dev)
+        break;
+    } else if (errno != EWOULDBLOCK && errno != EINTR) {
+      break;  // a file system without locks: write as before
+    }
+    if (std::chrono::steady_clock::now() >= give_up)
+      throw std::runtime_error("cannot replace " + path.string() +
+                               ": another process holds it for " +
+                               std::to_string(kLockWait.count()) + " ms");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (current && expected) {
+    std::string problem;
+    std::optional<std::string> held = read_small_file(current.get(), problem);
+    if (held) {
+      while (!held->empty() && (held->back() == '\n' || held->back() == '\r')) held->pop_back();
+      if (*held != *expected && *held != value) return SecretWrite::kKeptOther;
+    }
+  }
+
+  // An unpredictable name, created here and nowhere else: O_EXCL | O_NOFOLLOW refuse a file or a
+  // symbolic link someone placed at that name beforehand.
+  const std::filesystem::path temporary =
+      path.string() + ".tmp-" + std::to_string(::getpid()) + "-" + util::random_hex(16);
+  const FileDescriptor fd(
+      ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd)
     throw std::runtime_error("cannot write " + temporary.string() + ": " + std::strerror(errno));
-  bool ok = ::fchmod(fd, 0600) == 0;
+  bool ok = ::fchmod(fd.get(), 0600) == 0;
   std::string_view rest = value;
   while (ok && !rest.empty()) {
-    const ssize_t n = ::write(fd, rest.data(), rest.size());
+    const ssize_t n = ::write(fd.get(), rest.data(), rest.size());
     if (n <= 0)
       ok = false;
     else
       rest.remove_prefix(static_cast<size_t>(n));
   }
-  ok = ok && ::write(fd, "\n", 1) == 1 && ::fsync(fd) == 0;
-  const int saved_errno = errno;
-  ::close(fd);
+  ok = ok && ::write(fd.get(), "\n", 1) == 1 && ::fsync(fd.get()) == 0;
   if (!ok || ::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int error = ok ? errno : saved_errno;
+    const int error = errno;
     ::unlink(temporary.c_str());
     throw std::runtime_error("cannot replace " + path.string() + ": " + std::strerror(error));
   }
   // Make the rename durable too.
-  const int dir =
-      ::open(path.parent_path().empty() ? "." : path.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  const FileDescriptor dir(::open(path.parent_path().empty() ? "." : path.parent_path().c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) ::fsync(dir.get());
+  return SecretWrite::kWritten;
 }
 
 }  // namespace mailsync::config

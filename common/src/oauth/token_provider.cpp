@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <thread>
+#include <utility>
 
 #include "mailsync/metrics.hpp"
 #include "mailsync/oauth/token_response.hpp"
@@ -92,12 +93,23 @@ AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
         entry.token = AccessToken{grant->access_token, now + grant->expires_in};
         entry.refresh_at = now + grant->expires_in - margin;
         if (grant->refresh_token && *grant->refresh_token != entry.refresh_token) {
-          entry.refresh_token = *grant->refresh_token;
+          const std::string rotated_from =
+              std::exchange(entry.refresh_token, *grant->refresh_token);
           if (const auto path = credential.refresh_token.file()) {
             try {
-              config::write_secret_file(*path, entry.refresh_token);
-              spdlog::info("oauth: {}: stored the rotated refresh token in {}", credential.label,
-                           path->string());
+              if (config::write_secret_file(*path, entry.refresh_token, rotated_from) ==
+                  config::SecretWrite::kWritten)
+                spdlog::info("oauth: {}: stored the rotated refresh token in {}", credential.label,
+                             path->string());
+              else
+                // Another process refreshed with the same token and stored its new one first.
+                // Microsoft keeps both valid ("refresh tokens aren't revoked when used to acquire
+                // new access tokens": learn.microsoft.com, refresh-tokens); keep theirs on
+                // disk and ours in memory rather than overwrite a newer file.
+                spdlog::info(
+                    "oauth: {}: {} already holds a refresh token another process rotated; kept "
+                    "it, this process goes on with its own",
+                    credential.label, path->string());
             } catch (const std::exception& e) {
               spdlog::warn(
                   "oauth: {}: the refresh token was rotated but could not be stored ({}); it is "

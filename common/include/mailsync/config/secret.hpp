@@ -38,7 +38,9 @@ inline std::ostream& operator<<(std::ostream& out, const Secret& secret) {
   return out << "<secret " << secret.reference() << ">";
 }
 
-// A secret field's text: a value, "env:NAME" or "file:PATH". A file's trailing newline is dropped.
+// A secret field's text: a value, "env:NAME" or "file:PATH". A file's trailing newline is dropped;
+// it must be a regular file of at most kMaxSecretFileBytes (a FIFO or device is refused, not read).
+inline constexpr size_t kMaxSecretFileBytes = 64 * 1024;
 struct SecretResolution {
   std::optional<Secret> secret;
   std::string error;    // unreadable file, unset variable, empty value
@@ -46,9 +48,15 @@ struct SecretResolution {
 };
 SecretResolution resolve_secret(std::string_view spec, std::string_view field);
 
-// Writes `value` to `path` atomically (temporary file in the same directory, mode 0600, fsync,
-// rename), so a crash leaves the old token or the new one, never half of one. Throws
-// std::runtime_error naming the path (never the value).
-void write_secret_file(const std::filesystem::path& path, std::string_view value);
+// Writes `value` to `path` atomically (a temporary file of unpredictable name in the same
+// directory, created with O_EXCL | O_NOFOLLOW, mode 0600, fsync, rename), so a crash leaves the
+// old token or the new one, never half of one. Writers of one file take turns (flock on the file,
+// at most 5 s). With `expected` (the value this process rotated from) the write is a compare and
+// swap: if the file holds neither `expected` nor `value`, another process stored its own rotation
+// first, the file is left as it is and kKeptOther is returned. Throws std::runtime_error naming the
+// path (never the value).
+enum class SecretWrite { kWritten, kKeptOther };
+SecretWrite write_secret_file(const std::filesystem::path& path, std::string_view value,
+                              std::optional<std::string_view> expected = std::nullopt);
 
 }  // namespace mailsync::config
