@@ -388,3 +388,21 @@ TEST(SequenceSet, ExpandsRangesAndRefusesHostileSizes) {
 }
 
 }  // namespace
+
+TEST(ImapParser, ATrickledLongLineIsSearchedOnceNotFromItsStartOnEveryByte) {
+  // A server sending a 200,000-byte SEARCH answer one byte per read. Before, every feed searched
+  // the unterminated line from its start again: ~2e10 bytes here, and quadratic in the line.
+  ResponseParser parser;
+  std::string line = "* SEARCH";
+  while (line.size() < 200'000) line += " 1234567";
+  line += "\r\n";
+  for (const char c : line) parser.feed(std::string_view(&c, 1));
+  const auto response = parser.next();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_LE(parser.bytes_searched(), 2 * line.size()) << "searched " << parser.bytes_searched();
+  // A CRLF split across two reads is still found.
+  parser.feed("* OK a\r");
+  EXPECT_FALSE(parser.next().has_value());
+  parser.feed("\n");
+  EXPECT_TRUE(parser.next().has_value());
+}

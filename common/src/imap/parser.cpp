@@ -624,12 +624,18 @@ void ResponseParser::scan() {
       continue;
     }
 
-    const size_t line_end = buffer_.find("\r\n", cursor_);
+    // Search only what arrived since the last search of this line (less a CR it may end with).
+    const size_t from = cursor_ + line_searched_;
+    const size_t line_end = buffer_.find("\r\n", from);
+    bytes_searched_ += (line_end == std::string::npos ? buffer_.size() : line_end + 2) - from;
     if (line_end == std::string::npos) {
+      line_searched_ = buffer_.size() - cursor_;
+      if (buffer_.ends_with('\r')) --line_searched_;
       if (text_bytes_ + (buffer_.size() - cursor_) > limits_.max_line)
         fail("response line exceeds " + std::to_string(limits_.max_line) + " bytes");
       break;
     }
+    line_searched_ = 0;
     text_bytes_ += line_end + 2 - cursor_;
     if (text_bytes_ > limits_.max_line)
       fail("response line exceeds " + std::to_string(limits_.max_line) + " bytes");

@@ -72,15 +72,22 @@ class ResponseParser {
   // Bytes received but not yet part of a complete response (excluding streamed body bytes).
   size_t pending_bytes() const { return buffer_.size() - start_; }
 
+  // Bytes examined so far while looking for line ends: once per byte received, plus at most one
+  // per feed(), however the input is split (a server trickling a long line byte by byte costs
+  // linear time, not quadratic). For tests.
+  uint64_t bytes_searched() const { return bytes_searched_; }
+
  private:
   void scan();
   void fail(const std::string& message);
 
   ParserLimits limits_;
   BodySink* sink_ = nullptr;
-  std::string buffer_;     // [start_, end): the current response so far, then unscanned input
-  size_t start_ = 0;       // where the current response begins
-  size_t cursor_ = 0;      // scanned up to here
+  std::string buffer_;        // [start_, end): the current response so far, then unscanned input
+  size_t start_ = 0;          // where the current response begins
+  size_t cursor_ = 0;         // scanned up to here
+  size_t line_searched_ = 0;  // bytes from cursor_ on known to hold no CRLF
+  uint64_t bytes_searched_ = 0;
   size_t text_bytes_ = 0;  // text (not literal) bytes of the current response
   uint64_t literal_left_ = 0;
   bool literal_streamed_ = false;
