@@ -600,6 +600,34 @@ TEST_F(RouteSyncTest, AWorkerKilledMidSyncLeavesEveryMessageExactlyOnceAfterReco
             "0");
 }
 
+// Issue 13's PgBouncer finding end to end: migrate, scheduler, two worker slots and status, all
+// through the stack's PgBouncer 1.18 in transaction pooling mode with two server connections, the
+// worker with --poll-only. A prepared statement or a session SET would fail or leak here.
+TEST_F(RouteSyncTest, SchedulerAndWorkerSyncARouteThroughPgBouncerInTransactionPooling) {
+  const auto sent = seed_many(*gmail_as(user_), 60, "pooled");
+  mailsync::testing::EnvChanges env = process_env("warn");
+  env["MAILSYNC_DATABASE_URL"] = db_.pooled_url();
+  const auto migrate = mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "migrate"}, env);
+  ASSERT_EQ(migrate.exit_code, 0) << migrate.err;
+  const auto scheduled =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env);
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
+  const auto worked =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync",
+                                      "--concurrency", "2", "--poll-only", "--drain"},
+                                     env);
+  ASSERT_EQ(worked.exit_code, 0) << worked.err;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"), "60");
+  EXPECT_EQ(db_.query_value("SELECT string_agg(outcome::text, ',') FROM mailsync.job_attempts"),
+            "succeeded");
+  const auto status =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_MAILSYNC, "status", "--json"}, env);
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find(user_), std::string::npos) << status.out;
+  EXPECT_EQ(worked.err.find("prepared statement"), std::string::npos) << worked.err;
+}
+
 // /proc/PID/stat's state: 'T' once a process stopped itself.
 char process_state(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

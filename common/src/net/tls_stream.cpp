@@ -13,9 +13,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <thread>
+#include <utility>
 
 namespace mailsync::net {
 
@@ -64,29 +68,85 @@ bool is_ip_literal(const std::string& host) {
          inet_pton(AF_INET6, host.c_str(), &address6) == 1;
 }
 
+using AddressList = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
+
+// One name resolution, shared by the caller and the thread that runs it: whichever lets go last
+// frees it, so a caller that gave up leaves nothing dangling.
+struct Resolution {
+  std::mutex mutex;
+  std::condition_variable finished;
+  bool done = false;
+  int rc = 0;
+  addrinfo* result = nullptr;
+  ~Resolution() {
+    if (result != nullptr) freeaddrinfo(result);
+  }
+};
+
+AddressList resolve_within(const std::string& host, const std::string& port,
+                           Clock::time_point deadline, std::chrono::milliseconds timeout,
+                           Socket::Resolver resolver) {
+  if (resolver == nullptr) resolver = &::getaddrinfo;
+  const auto run = [resolver](const std::string& name, const std::string& service,
+                              Resolution& into) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* out = nullptr;
+    const int rc = resolver(name.c_str(), service.c_str(), &hints, &out);
+    const std::lock_guard lock(into.mutex);
+    into.rc = rc;
+    into.result = out;
+    into.done = true;
+    into.finished.notify_all();
+  };
+  auto state = std::make_shared<Resolution>();
+  if (resolver == &::getaddrinfo && is_ip_literal(host)) {
+    run(host, port, *state);  // no lookup, nothing to wait for
+  } else {
+    try {
+      std::thread([run, host, port, state] { run(host, port, *state); }).detach();
+    } catch (const std::system_error& e) {
+      throw TransportError(
+          TransportErrorKind::kResolve,
+          "cannot resolve " + host + ": no thread for the lookup (" + e.what() + ")");
+    }
+  }
+  std::unique_lock lock(state->mutex);
+  if (!state->finished.wait_until(lock, deadline, [&] { return state->done; }))
+    throw TransportError(TransportErrorKind::kTimeout, "cannot resolve " + host + " within " +
+                                                           std::to_string(timeout.count()) +
+                                                           " ms (the connect timeout)");
+  if (state->rc != 0)
+    throw TransportError(TransportErrorKind::kResolve,
+                         "cannot resolve " + host + ": " + gai_strerror(state->rc));
+  return {std::exchange(state->result, nullptr), &freeaddrinfo};
+}
+
 }  // namespace
+
+std::string resolve_address(const std::string& host, std::chrono::milliseconds timeout) {
+  const AddressList addresses = resolve_within(host, "0", Clock::now() + timeout, timeout, nullptr);
+  char name[NI_MAXHOST] = "";
+  if (addresses == nullptr || ::getnameinfo(addresses->ai_addr, addresses->ai_addrlen, name,
+                                            sizeof name, nullptr, 0, NI_NUMERICHOST) != 0)
+    throw TransportError(TransportErrorKind::kResolve, "cannot resolve " + host + ": no address");
+  return name;
+}
 
 // ---- Socket ----------------------------------------------------------------------------------
 
 Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                       bool loopback_only) {
+                       bool loopback_only, Resolver resolver) {
   ignore_sigpipe_once();
   const std::string peer = host + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* addresses = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses);
-      rc != 0)
-    throw TransportError(TransportErrorKind::kResolve,
-                         "cannot resolve " + host + ": " + gai_strerror(rc));
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(addresses, &freeaddrinfo);
-
   const auto deadline = Clock::now() + timeout;
+  const AddressList addresses =
+      resolve_within(host, std::to_string(port), deadline, timeout, resolver);
   std::string failures;
   bool timed_out = false;
   if (loopback_only) {
-    for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+    for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
       const bool loopback =
           a->ai_family == AF_INET
               ? (ntohl(reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr.s_addr) >> 24) ==
@@ -100,7 +160,7 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
             "refusing an unencrypted connection to " + peer + ": not a loopback address");
     }
   }
-  for (const addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+  for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
     const int fd =
         ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;

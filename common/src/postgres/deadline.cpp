@@ -1,14 +1,20 @@
 #include "postgres/deadline.hpp"
 
+#include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <sys/socket.h>
 
 #include <cctype>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
+#include <pqxx/except>
+
 #include "mailsync/cli.hpp"
+#include "mailsync/net/tls_stream.hpp"
 
 namespace mailsync::postgres::detail {
 
@@ -92,6 +98,31 @@ std::chrono::milliseconds statement_timeout() {
 
 namespace {
 
+constexpr std::chrono::seconds kResolveTimeout{10};  // as connect_timeout
+
+// The host name libpq would resolve: one host, a name (not an address, not a socket directory),
+// and no hostaddr given. Otherwise nothing.
+std::optional<std::string> single_host_name(const std::string& url) {
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), nullptr);
+  if (options == nullptr) return std::nullopt;  // libpq will say what is wrong with it
+  std::string host, hostaddr;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (std::string_view(o->keyword) == "host") host = o->val;
+    if (std::string_view(o->keyword) == "hostaddr") hostaddr = o->val;
+  }
+  PQconninfoFree(options);
+  if (host.empty() || !hostaddr.empty() || host.find(',') != std::string::npos ||
+      host.starts_with('/') || host.starts_with('@'))
+    return std::nullopt;
+  in6_addr address6;
+  in_addr address4;
+  if (inet_pton(AF_INET, host.c_str(), &address4) == 1 ||
+      inet_pton(AF_INET6, host.c_str(), &address6) == 1)
+    return std::nullopt;
+  return host;
+}
+
 bool is_uri(const std::string& url) {
   return url.starts_with("postgres://") || url.starts_with("postgresql://");
 }
@@ -140,6 +171,18 @@ std::string connection_string(const std::string& database_url,
     if (!has_parameter(database_url, name)) add_parameter(out, uri, name, value);
   if (!application_name.empty() && !has_parameter(database_url, "application_name"))
     add_parameter(out, uri, "application_name", application_name);
+  // libpq resolves the host name with a blocking getaddrinfo that connect_timeout does not cover
+  // (a DNS server that does not answer holds the connecting thread for 30 s or more). Resolve it
+  // here within the connect timeout and hand libpq the address; `host` stays for TLS host name
+  // verification and messages. Resolved anew for every connection, so a failover that moves the
+  // name is followed.
+  if (const auto name = single_host_name(database_url)) {
+    try {
+      add_parameter(out, uri, "hostaddr", net::resolve_address(*name, kResolveTimeout));
+    } catch (const net::TransportError& e) {
+      throw pqxx::broken_connection(std::string("database host: ") + e.what());
+    }
+  }
   return out;
 }
 

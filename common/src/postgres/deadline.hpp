@@ -17,7 +17,9 @@ std::chrono::milliseconds statement_timeout();
 // socket bounds connect_timeout=10, TCP keepalives (idle 30 s, every 10 s, 3 probes) and
 // tcp_user_timeout=60000, so a connection whose peer vanished (a network partition, a host gone)
 // fails within about a minute instead of TCP's ~15; and `application_name` (pg_stat_activity),
-// a startup parameter rather than a SET, so that it survives PgBouncer's transaction pooling.
+// a startup parameter rather than a SET, so that it survives PgBouncer's transaction pooling; and
+// for a single host given by name, `hostaddr` with its address resolved within 10 s (libpq's own
+// lookup has no bound). Throws pqxx::broken_connection when that name does not resolve in time.
 std::string connection_string(const std::string& database_url, const std::string& application_name);
 
 // While alive, the socket `fd` is watched: past `limit` a watchdog thread shuts it down, so the

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+struct addrinfo;
+
 // The transport under the IMAP client: TCP with connect and I/O timeouts, TLS through OpenSSL with
 // the certificate chain and host name verified by default. Only this layer touches sockets and
 // OpenSSL's TLS API.
@@ -33,12 +35,22 @@ class TransportError : public std::runtime_error {
   TransportErrorKind kind_;
 };
 
+// The first address of `host` in numeric form ("192.0.2.7", "2001:db8::1"), within `timeout`
+// (kTimeout otherwise, kResolve when the name does not resolve). For clients that resolve names
+// without a bound of their own (libpq): they are handed the address.
+std::string resolve_address(const std::string& host, std::chrono::milliseconds timeout);
+
 // A connected TCP socket (non-blocking underneath, blocking with timeouts on top).
 class Socket {
  public:
-  // Tries every address of `host` in turn within `timeout` overall.
+  // getaddrinfo's signature: tests pass a slow one.
+  using Resolver = int (*)(const char*, const char*, const ::addrinfo*, ::addrinfo**);
+
+  // Resolves `host` and tries every address in turn, all within `timeout` (kTimeout when it runs
+  // out, name resolution included: getaddrinfo has no timeout of its own, so it runs on a thread
+  // that is left to finish by itself, its answer discarded, when the time is up).
   static Socket connect(const std::string& host, uint16_t port, std::chrono::milliseconds timeout,
-                        bool loopback_only = false);
+                        bool loopback_only = false, Resolver resolver = nullptr);
 
   Socket(Socket&& other) noexcept;
   Socket& operator=(Socket&& other) noexcept;
