@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
     const auto dynamo = dynamo::dynamo_options_from_env(loaded->settings.tls_ca_file);
     std::vector<std::string> problems = loaded->errors;
     problems.insert(problems.end(), dynamo.errors.begin(), dynamo.errors.end());
+    const sync::ImapPool::Limits pool_limits = sync::ImapPool::limits_from_env(problems);
     for (const auto& warning : loaded->warnings) spdlog::warn("configuration: {}", warning);
     if (!problems.empty()) {
       for (const auto& problem : problems) std::cerr << "mailsync-worker: " << problem << "\n";
@@ -112,14 +113,18 @@ int main(int argc, char** argv) {
     for (const auto& route : loaded->routes) routes[route.key()] = &route;
     tokens = std::make_unique<oauth::TokenProvider>(
         oauth::TokenProviderOptions{.http = {.ca_file = loaded->settings.tls_ca_file}});
-    outlook = std::make_unique<sync::ImapPool>([&] {
-      return imap::Client::connect(
-          sync::imap_options(loaded->settings, loaded->settings.outlook_imap));
-    });
-    gmail = std::make_unique<sync::ImapPool>([&] {
-      return imap::Client::connect(
-          sync::imap_options(loaded->settings, loaded->settings.gmail_imap));
-    });
+    outlook = std::make_unique<sync::ImapPool>(
+        [&] {
+          return imap::Client::connect(
+              sync::imap_options(loaded->settings, loaded->settings.outlook_imap));
+        },
+        pool_limits);
+    gmail = std::make_unique<sync::ImapPool>(
+        [&] {
+          return imap::Client::connect(
+              sync::imap_options(loaded->settings, loaded->settings.gmail_imap));
+        },
+        pool_limits);
     queue::KindConfig route_sync;
     route_sync.record_attempts = true;
     route_sync.retry = sync::route_sync_retry_policy();

@@ -95,8 +95,6 @@ auth_file = $stack/pgbouncer/users.txt
 pool_mode = transaction
 default_pool_size = 2
 max_client_conn = 500
-server_reset_query =
-ignore_startup_parameters = extra_float_digits
 logfile = $stack/pgbouncer/pgbouncer.log
 pidfile = $stack/pgbouncer/pgbouncer.pid
 CONF
