@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <set>
@@ -169,6 +171,16 @@ int main(int argc, char** argv) {
     queue::WorkerPool pool(config, std::move(handlers));
     cli::on_stop_signals([](void* p) { static_cast<queue::WorkerPool*>(p)->stop(); }, &pool);
     pool.run();
+    if (!pool.stopped_cleanly()) {
+      // A handler thread is still running on the routes, pools and tokens of this function:
+      // returning would destroy them (and the process's statics) under its feet.
+      spdlog::error(
+          "mailsync-worker: a job ignored cancellation; its job was given back; exiting at once "
+          "without cleaning up");
+      spdlog::default_logger()->flush();
+      std::fflush(nullptr);
+      std::_Exit(exit_code::kFailure);
+    }
     return exit_code::kOk;
   } catch (const std::invalid_argument& e) {
     std::cerr << "mailsync-worker: " << e.what() << "\n";

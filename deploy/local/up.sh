@@ -36,6 +36,10 @@ gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
 # Mailboxes the integration tests claim one each (tests/support/stack.cpp), so they can run in parallel.
 test_users=()
 for i in $(seq -w 1 120); do test_users+=("sync$i@gmail.test"); done
+# 2,000 empty accounts for the many-routes test (one worker, 2,000 routes: fds and RSS bounded).
+fleet_size=2000
+fleet_users=()
+for i in $(seq -w 1 "$fleet_size"); do fleet_users+=("fleet$i@gmail.test"); done
 outlook_user=me@outlook.test
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 imap_password=$(random)
@@ -232,7 +236,8 @@ CONF
   if [[ $plain_port != 0 ]]; then wait_listening "$plain_port" "dovecot $name (STARTTLS)"; fi
   echo "dovecot-$name $(cat "$dir/run/master.pid")" >>"$stack/pids"
 }
-start_dovecot gmail "$gmail_port" "$starttls_port" google "" "${gmail_users[@]}" "${test_users[@]}"
+start_dovecot gmail "$gmail_port" "$starttls_port" google "" "${gmail_users[@]}" "${test_users[@]}" \
+  "${fleet_users[@]}"
 # Outlook.com refuses messages over its size limit; so does this one, with NO [LIMIT] (quota
 # plugin), and it says so in its capabilities (APPENDLIMIT, RFC 7889).
 outlook_limit=$((40 * 1024 * 1024))
@@ -301,6 +306,7 @@ export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/pos
 export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
 export MAILSYNC_STACK_TEST_USERS='${test_users[*]}'
+export MAILSYNC_STACK_FLEET_SIZE='$fleet_size'  # users fleet0001@gmail.test ... fleet2000@gmail.test
 export MAILSYNC_STACK_OUTLOOK_APPEND_LIMIT='$outlook_limit'
 export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'
 export MAILSYNC_STACK_ROUTES_FILE='$stack/routes.json'

@@ -637,6 +637,86 @@ char process_state(int pid) {
   return paren == std::string::npos || paren + 2 >= line.size() ? '?' : line[paren + 2];
 }
 
+// Issue 13: a worker with thousands of routes kept one idle Gmail connection (an fd, a TLS
+// session, a 256 KiB buffer) per route, with no cap: ~1,000 routes took the 1,024-fd soft limit
+// and a 512 MB memory cap. 2,000 routes, each its own (empty or nearly) Gmail account of the
+// stack, one worker of concurrency 4: every route synced, and the fds and RSS sampled all along
+// stay under what README's sizing section states.
+size_t open_fds(int pid) {
+  size_t count = 0;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", error), end;
+       !error && it != end; it.increment(error))
+    ++count;
+  return count;
+}
+long rss_kib(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  return 0;
+}
+
+TEST_F(RouteSyncTest, OneWorkerSyncsTwoThousandRoutesWithinItsFdAndMemoryCaps) {
+  const int fleet = std::stoi(stack_env("MAILSYNC_STACK_FLEET_SIZE"));
+  ASSERT_GE(fleet, 2000);
+  const std::string folder = mailsync::testing::unique_name("Fleet");
+  const std::string tag = mailsync::testing::unique_name("fleet");
+  std::multiset<std::string> seeded;
+  nlohmann::json routes = nlohmann::json::array();
+  for (int i = 1; i <= 2000; ++i) {
+    char user[32];
+    std::snprintf(user, sizeof user, "fleet%04d@gmail.test", i);
+    if (i % 200 == 0) {
+      const std::string bytes = mailsync::testing::message(
+          "Message-ID: <" + tag + std::to_string(i) + "@x>\r\n", tag + " " + user + "\r\n");
+      mailsync::testing::append_to_gmail(
+          user, bytes, mail::format_internaldate({std::chrono::system_clock::now(), 0}));
+      seeded.insert(util::Sha256::hex_of(bytes));
+    }
+    routes.push_back(
+        {{"gmail_email", user},
+         {"outlook_target_folder", folder},
+         {"gmail_refresh_token", mailsync::testing::mint_refresh_token(Server::kGmail, user)},
+         {"initial_sync", "all"}});
+  }
+  const std::string routes_file = stack_env("MAILSYNC_STACK_DIR") + "/" + tag + ".json";
+  std::ofstream(routes_file) << routes.dump();
+  mailsync::testing::EnvChanges env = process_env("warn");
+  env["SYNC_ROUTES_JSON"] = std::nullopt;
+  env["SYNC_ROUTES_FILE"] = routes_file;
+  const auto scheduled =
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env);
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
+
+  mailsync::testing::ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "4", "--drain"}, env);
+  size_t peak_fds = 0;
+  long peak_rss = 0;
+  while (::kill(worker.pid(), 0) == 0 && process_state(worker.pid()) != 'Z') {
+    peak_fds = std::max(peak_fds, open_fds(worker.pid()));
+    peak_rss = std::max(peak_rss, rss_kib(worker.pid()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto result = worker.wait();
+  ASSERT_EQ(result.exit_code, 0) << result.err.substr(0, 4000);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.job_attempts WHERE outcome = "
+                            "'succeeded'"),
+            "2000")
+      << db_.query_value("SELECT string_agg(DISTINCT error, ' | ') FROM mailsync.job_attempts");
+  const auto copied = hashes(read_folder(*outlook(), folder));
+  for (const auto& hash : seeded) EXPECT_EQ(copied.count(hash), 1u);
+  std::cout << "2,000 routes, one worker: peak " << peak_fds << " fds, " << peak_rss / 1024
+            << " MB RSS\n";
+  // README, Sizing: at most 32 idle connections per pool, 4 running jobs with 2 each, PostgreSQL
+  // and HTTP connections besides: under 128 fds and 128 MB, whatever the number of routes.
+  EXPECT_LT(peak_fds, 128u);
+#if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_LT(peak_rss, 128 * 1024) << "KiB";  // ASan's shadow memory and quarantine inflate RSS
+#endif
+  std::filesystem::remove(routes_file);
+}
+
 // The fencing test of issue 13: a worker frozen just before an APPEND (a stalled VM, a SIGSTOP),
 // its lease rescued, a second worker finishing the route, the first thawed. Deterministic: the
 // first worker stops itself at a named point (util::pause_point) before its second batch's APPEND.

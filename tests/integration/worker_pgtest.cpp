@@ -224,6 +224,21 @@ TEST_F(Worker, SigtermFinishesShortJobsAndGivesLongOnesBack) {
       << "long jobs should be given back without using up an attempt";
 }
 
+TEST_F(Worker, AJobThatIgnoresCancellationEndsTheWorkerWithoutCleanupAndIsGivenBack) {
+  // Before: main returned while the detached handler thread still ran, destroying the routes,
+  // pools and statics it uses, and reported success.
+  enqueue(1, R"({"sleep_ms": 600000, "ignore_cancel": true})");
+  ChildProcess worker({MAILSYNC_TEST_BIN_WORKER, "--kinds", "noop", "--concurrency", "1",
+                       "--shutdown-timeout-seconds", "1"},
+                      env());
+  ASSERT_TRUE(wait_for([&] { return count("state = 'running'") == "1"; }));
+  worker.signal(SIGTERM);
+  const auto result = worker.wait();
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_NE(result.err.find("a job ignored cancellation"), std::string::npos) << result.err;
+  EXPECT_EQ(count("state = 'available' AND attempt = 1"), "1") << "the job was not given back";
+}
+
 TEST_F(Worker, WorkerBinaryDrainsTheQueueAndExitsZero) {
   enqueue(500);
   const auto result = run_process(

@@ -81,8 +81,11 @@ JobResult run_noop(JobContext& context) {
   if (!args.is_object()) return JobResult::succeeded();
   if (const auto sleep = args.find("sleep_ms"); sleep != args.end() && sleep->is_number_integer()) {
     const auto until = SteadyClock::now() + milliseconds(sleep->get<int64_t>());
+    // "ignore_cancel": a stand-in for a handler stuck in a call that cannot be interrupted.
+    const bool ignore_cancel = args.value("ignore_cancel", false);
     while (SteadyClock::now() < until) {
-      if (context.cancelled()) return JobResult::cancelled("cancelled while sleeping");
+      if (context.cancelled() && !ignore_cancel)
+        return JobResult::cancelled("cancelled while sleeping");
       std::this_thread::sleep_for(
           std::min<SteadyClock::duration>(milliseconds(10), until - SteadyClock::now()));
     }

@@ -92,6 +92,10 @@ class WorkerPool {
   // Runs until stop() (then shuts down gracefully) or, with drain, until nothing is due. Throws
   // postgres::DatabaseUnavailable when the database cannot be reached at start.
   void run();
+  // False when a handler ignored cancellation past the shutdown timeout: its thread still runs,
+  // detached, and may use anything the handler captured. The process must then end without
+  // running destructors (std::_Exit), never by returning from main.
+  bool stopped_cleanly() const { return !leak_; }
   // One claim of as many due jobs as there are free slots, run to completion and recorded; then
   // the pool shuts down as run() does. Returns how many jobs it claimed. For tests, like the
   // scheduler's run_once (STYLE rule 5); a pool runs either run() or run_once(), once.
