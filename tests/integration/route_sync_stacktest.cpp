@@ -628,6 +628,60 @@ TEST_F(RouteSyncTest, SchedulerAndWorkerSyncARouteThroughPgBouncerInTransactionP
   EXPECT_EQ(worked.err.find("prepared statement"), std::string::npos) << worked.err;
 }
 
+// Issue 13: the database socket going half-open in the middle of a job (a proxy that stops
+// forwarding without closing, as a partition or a stalled server would). The worker's statements
+// end within MAILSYNC_DATABASE_TIMEOUT_SECONDS, its heartbeats fail, it appends nothing more
+// once its lease is stale; the scheduler (which still reaches the database) rescues the job and
+// a second worker finishes the route: every message exactly once.
+TEST_F(RouteSyncTest, AWorkerWhoseDatabaseGoesSilentMidJobStopsAndTheRouteIsFinishedOnce) {
+  const auto sent = seed_many(*gmail_as(user_), 600, "silent");
+  const std::string url = db_.url();
+  const size_t port_at = url.find(':', url.find('@')) + 1;
+  mailsync::testing::CutProxy proxy(static_cast<uint16_t>(std::stoi(url.substr(port_at))),
+                                    UINT64_MAX, mailsync::testing::CutProxy::Mode::kSilence);
+  mailsync::testing::EnvChanges direct = process_env("warn");
+  mailsync::testing::EnvChanges silenced = direct;
+  silenced["MAILSYNC_DATABASE_URL"] =
+      url.substr(0, port_at) + std::to_string(proxy.port()) + url.substr(url.find('/', port_at));
+  silenced["MAILSYNC_DATABASE_TIMEOUT_SECONDS"] = "2";
+  ASSERT_EQ(
+      mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, direct).exit_code, 0);
+  mailsync::testing::ChildProcess first(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1", "--lease-seconds",
+       "3", "--poll-only"},
+      silenced);
+  const std::string done = "SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'";
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return std::stoi(db_.query_value(done)) >= 50; }))
+      << first.read_err();
+  proxy.cut_now();
+  ASSERT_LT(std::stoi(db_.query_value(done)), 600) << "finished before the database went silent";
+
+  // The lease (3 s) runs out; the scheduler's maintenance rescues the job.
+  ASSERT_TRUE(mailsync::testing::wait_for(
+      [&] {
+        mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, direct);
+        return db_.query_value(
+                   "SELECT count(*) FROM mailsync.job_attempts WHERE outcome = "
+                   "'rescued'") == "1";
+      },
+      std::chrono::seconds(30)))
+      << first.read_err();
+  // The rescued attempt's PENDING claims are reconciled after a grace of 1 s past its lease: had
+  // the silenced worker gone on appending, its copies would be found twice or missed.
+  direct["MAILSYNC_RECONCILE_GRACE_SECONDS"] = "1";
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const auto second = mailsync::testing::run_process(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1", "--drain"}, direct);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent)
+      << "lost or duplicated with a silent database";
+  EXPECT_EQ(db_.query_value(done), "600");
+  const std::string log = first.read_err();
+  EXPECT_NE(log.find("MAILSYNC_DATABASE_TIMEOUT_SECONDS"), std::string::npos) << log;
+  first.signal(SIGKILL);
+  first.wait();
+}
+
 // /proc/PID/stat's state: 'T' once a process stopped itself.
 char process_state(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

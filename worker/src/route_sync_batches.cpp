@@ -223,23 +223,18 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   if (!messages.empty()) util::pause_point("before_append");  // tests freeze a worker here
   try {
     outcomes = ports.destination.append(route.target_folder, messages, lease.fresh);
-  } catch (const imap::SendStopped& e) {
-    // The lease went stale while a command was on the wire: cut off, so not stored; the commands
-    // before it are in doubt and stay PENDING for the attempt that takes over.
+  } catch (const std::exception& e) {
+    // What this batch appended is unknown: the connection broke mid-batch, or the lease went stale
+    // while a command was on the wire (SendStopped: that command was cut off, so not stored). The
+    // claims stay PENDING; the next run, or the attempt that takes over, reconciles them before
+    // appending anything again.
     connections_reusable = false;
     db([&](SyncStore& store) {
       store.finalize(fence, key, uidvalidity, copied);
       record_failures(store, uidvalidity, failures);
     });
-    throw LeaseLost(std::string("the job's lease was not renewed in time: ") + e.what());
-  } catch (const std::exception&) {
-    // The connection broke mid-batch: what was appended is unknown. The claims stay PENDING and
-    // the next run reconciles them before appending anything again.
-    connections_reusable = false;
-    db([&](SyncStore& store) {
-      store.finalize(fence, key, uidvalidity, copied);
-      record_failures(store, uidvalidity, failures);
-    });
+    if (dynamic_cast<const imap::SendStopped*>(&e) != nullptr)
+      throw LeaseLost(std::string("the job's lease was not renewed in time: ") + e.what());
     throw;
   }
   p.phases.mark("append");

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "mailsync/util/random.hpp"
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::config {
 
@@ -50,7 +51,7 @@ class FileDescriptor {
 std::optional<std::string> read_small_file(int fd, std::string& problem) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
-    problem = std::strerror(errno);
+    problem = util::errno_text(errno);
     return std::nullopt;
   }
   if (!S_ISREG(info.st_mode)) {
@@ -63,7 +64,7 @@ std::optional<std::string> read_small_file(int fd, std::string& problem) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      problem = std::strerror(errno);
+      problem = util::errno_text(errno);
       return std::nullopt;
     }
     if (n == 0) return value;
@@ -79,7 +80,7 @@ std::optional<std::string> read_small_file(const std::string& path, std::string&
   // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
   const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!fd) {
-    problem = std::strerror(errno);
+    problem = util::errno_text(errno);
     return std::nullopt;
   }
   return read_small_file(fd.get(), problem);
@@ -166,7 +167,7 @@ SecretWrite write_secret_file(const std::filesystem::path& path, std::string_vie
   const FileDescriptor fd(
       ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd)
-    throw std::runtime_error("cannot write " + temporary.string() + ": " + std::strerror(errno));
+    throw std::runtime_error("cannot write " + temporary.string() + ": " + util::errno_text(errno));
   bool ok = ::fchmod(fd.get(), 0600) == 0;
   std::string_view rest = value;
   while (ok && !rest.empty()) {
@@ -180,7 +181,7 @@ SecretWrite write_secret_file(const std::filesystem::path& path, std::string_vie
   if (!ok || ::rename(temporary.c_str(), path.c_str()) != 0) {
     const int error = errno;
     ::unlink(temporary.c_str());
-    throw std::runtime_error("cannot replace " + path.string() + ": " + std::strerror(error));
+    throw std::runtime_error("cannot replace " + path.string() + ": " + util::errno_text(error));
   }
   // Make the rename durable too.
   const FileDescriptor dir(::open(path.parent_path().empty() ? "." : path.parent_path().c_str(),

@@ -10,13 +10,15 @@
 #include <cstring>
 
 #include "mailsync/net/tls_stream.hpp"
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::net {
 
 LoopbackHttpListener::LoopbackHttpListener(uint16_t port) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0)
-    throw TransportError(TransportErrorKind::kIo, std::string("socket: ") + std::strerror(errno));
+    throw TransportError(TransportErrorKind::kIo,
+                         std::string("socket: ") + util::errno_text(errno));
   const int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in address{};
@@ -25,7 +27,7 @@ LoopbackHttpListener::LoopbackHttpListener(uint16_t port) {
   address.sin_port = htons(port);
   if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listen_fd_, 4) != 0) {
-    const std::string error = std::strerror(errno);
+    const std::string error = util::errno_text(errno);
     ::close(listen_fd_);
     throw TransportError(TransportErrorKind::kConnect,
                          "cannot listen on 127.0.0.1:" + std::to_string(port) + ": " + error);

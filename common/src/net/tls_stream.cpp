@@ -1,4 +1,5 @@
 #include "mailsync/net/tls_stream.hpp"
+#include "mailsync/util/strings.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -57,7 +58,8 @@ bool poll_fd(int fd, short events, int timeout_ms) {
     if (ready > 0) return true;
     if (ready == 0) return false;
     if (errno != EINTR)
-      throw TransportError(TransportErrorKind::kIo, std::string("poll: ") + std::strerror(errno));
+      throw TransportError(TransportErrorKind::kIo,
+                           std::string("poll: ") + util::errno_text(errno));
   }
 }
 
@@ -191,7 +193,7 @@ Socket Socket::connect(const std::string& host, uint16_t port, std::chrono::mill
                   &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
     ::inet_ntop(a->ai_family, raw, name, sizeof name);
     if (!failures.empty()) failures += ", ";
-    failures += std::string(name) + ": " + std::strerror(error);
+    failures += std::string(name) + ": " + util::errno_text(error);
     if (remaining_ms(deadline) == 0) break;
   }
   throw TransportError(timed_out ? TransportErrorKind::kTimeout : TransportErrorKind::kConnect,
@@ -235,7 +237,7 @@ size_t PlainStream::read_some(char* buffer, size_t capacity) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       throw TransportError(TransportErrorKind::kIo,
-                           "read from " + peer() + " failed: " + std::strerror(errno));
+                           "read from " + peer() + " failed: " + util::errno_text(errno));
     if (!poll_fd(socket_.fd(), POLLIN, static_cast<int>(io_timeout_.count())))
       throw TransportError(TransportErrorKind::kTimeout,
                            "read with " + peer() + " timed out after " +
@@ -260,7 +262,7 @@ void PlainStream::write_all(std::string_view bytes) {
       throw TransportError(TransportErrorKind::kClosed,
                            "connection to " + peer() + " closed by the server");
     throw TransportError(TransportErrorKind::kIo,
-                         "write to " + peer() + " failed: " + std::strerror(errno));
+                         "write to " + peer() + " failed: " + util::errno_text(errno));
   }
 }
 

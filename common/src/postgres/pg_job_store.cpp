@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "mailsync/queue/job_store.hpp"
+#include "mailsync/util/strings.hpp"
 #include "postgres/connection.hpp"
 #include "postgres/params.hpp"
 #include "postgres/pg_arrays.hpp"
@@ -258,7 +259,7 @@ class PgJobStore final : public JobStore {
           const int ready = ::poll(fds, 2, static_cast<int>(timeout.count()));
           if (ready < 0 && errno != EINTR)
             // NOLINTNEXTLINE(concurrency-mt-unsafe): a message only, read at once
-            throw postgres::DatabaseUnavailable(std::string("poll: ") + std::strerror(errno));
+            throw postgres::DatabaseUnavailable(std::string("poll: ") + util::errno_text(errno));
           if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) != 0) {
             uint64_t count = 0;
             [[maybe_unused]] const ssize_t n =

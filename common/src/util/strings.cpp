@@ -1,5 +1,7 @@
 #include "mailsync/util/strings.hpp"
 
+#include <cstring>
+
 #include <algorithm>
 
 namespace mailsync::util {
@@ -184,6 +186,12 @@ std::string safe_text(std::string_view text) {
     }
   }
   return out;
+}
+
+std::string errno_text(int error) {
+  char buffer[256];
+  // GNU strerror_r: returns the text, in `buffer` or a static string.
+  return ::strerror_r(error, buffer, sizeof buffer);
 }
 
 }  // namespace mailsync::util

@@ -40,7 +40,7 @@ inline std::ostream& operator<<(std::ostream& out, const Secret& secret) {
 
 // A secret field's text: a value, "env:NAME" or "file:PATH". A file's trailing newline is dropped;
 // it must be a regular file of at most kMaxSecretFileBytes (a FIFO or device is refused, not read).
-inline constexpr size_t kMaxSecretFileBytes = 64 * 1024;
+inline constexpr size_t kMaxSecretFileBytes = size_t{64} * 1024;
 struct SecretResolution {
   std::optional<Secret> secret;
   std::string error;    // unreadable file, unset variable, empty value

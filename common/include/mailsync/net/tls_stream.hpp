@@ -116,7 +116,7 @@ class TlsStream final : public Stream {
   static std::unique_ptr<TlsStream> upgrade(Socket socket, const std::string& host,
                                             const TlsOptions& options);
 
-  ~TlsStream();
+  ~TlsStream() override;
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
 

@@ -11,6 +11,9 @@ namespace mailsync::util {
 // executables is one line per problem so that it stays greppable in logs.
 std::string one_line(std::string_view text);
 
+// strerror(error), thread-safe (strerror_r): what errno means, for messages.
+std::string errno_text(int error);
+
 // Leading and trailing ASCII whitespace removed.
 std::string_view trim(std::string_view text);
 
