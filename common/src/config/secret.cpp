@@ -92,11 +92,9 @@ SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
   const std::string name(field);
   if (spec.starts_with("env:")) {
     const std::string variable(spec.substr(4));
-    const char* value =
-        variable.empty()
-            ? nullptr
-            : std::getenv(
-                  variable.c_str());  // NOLINT(concurrency-mt-unsafe): no setenv in mailsync
+    // mailsync reads its environment and never sets it.
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
+    const char* value = variable.empty() ? nullptr : std::getenv(variable.c_str());
     if (value == nullptr || *value == '\0')
       return {
           std::nullopt,
