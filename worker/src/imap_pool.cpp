@@ -8,8 +8,11 @@ namespace mailsync::sync {
 
 ImapPool::Limits ImapPool::limits_from_env(std::vector<std::string>& errors) {
   Limits limits;
-  const cli::IntSetting max_idle = cli::env_positive_int("MAILSYNC_IMAP_POOL_MAX_IDLE", 32);
-  const cli::IntSetting seconds = cli::env_positive_int("MAILSYNC_IMAP_POOL_IDLE_SECONDS", 60);
+  const cli::IntSetting max_idle =
+      cli::env_positive_int("MAILSYNC_IMAP_POOL_MAX_IDLE", static_cast<long>(limits.max_idle));
+  const cli::IntSetting seconds = cli::env_positive_int(
+      "MAILSYNC_IMAP_POOL_IDLE_SECONDS",
+      std::chrono::duration_cast<std::chrono::seconds>(limits.max_idle_age).count());
   for (const auto* setting : {&max_idle, &seconds})
     if (!setting->error.empty()) errors.push_back(setting->error);
   limits.max_idle = static_cast<size_t>(max_idle.value);

@@ -46,6 +46,11 @@ class FileDescriptor {
   int fd_ = -1;
 };
 
+// A file's trailing newline (LF or CRLF, any number) is not part of the secret.
+void drop_line_end(std::string& value) {
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+}
+
 // At most kMaxSecretFileBytes of a regular file. Anything else (a FIFO, which would block, a
 // directory, a device, /dev/zero) is refused with a reason rather than read.
 std::optional<std::string> read_small_file(int fd, std::string& problem) {
@@ -112,7 +117,7 @@ SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
                   "): " + (path.empty() ? "no path given" : problem),
               {}};
     std::string value = std::move(*read);
-    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    drop_line_end(value);
     if (value.empty()) return {std::nullopt, name + ": " + path + " is empty", {}};
     SecretResolution result{
         Secret(std::move(value), Secret::Source::kFile, "file:" + path), {}, {}};
@@ -157,7 +162,7 @@ SecretWrite write_secret_file(const std::filesystem::path& path, std::string_vie
     std::string problem;
     std::optional<std::string> held = read_small_file(current.get(), problem);
     if (held) {
-      while (!held->empty() && (held->back() == '\n' || held->back() == '\r')) held->pop_back();
+      drop_line_end(*held);
       if (*held != *expected && *held != value) return SecretWrite::kKeptOther;
     }
   }

@@ -1,5 +1,4 @@
 #include "mailsync/net/tls_stream.hpp"
-#include "mailsync/util/strings.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -21,6 +20,8 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::net {
 
@@ -61,13 +62,6 @@ bool poll_fd(int fd, short events, int timeout_ms) {
       throw TransportError(TransportErrorKind::kIo,
                            std::string("poll: ") + util::errno_text(errno));
   }
-}
-
-bool is_ip_literal(const std::string& host) {
-  in6_addr address6;
-  in_addr address4;
-  return inet_pton(AF_INET, host.c_str(), &address4) == 1 ||
-         inet_pton(AF_INET6, host.c_str(), &address6) == 1;
 }
 
 using AddressList = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
@@ -126,6 +120,13 @@ AddressList resolve_within(const std::string& host, const std::string& port,
 }
 
 }  // namespace
+
+bool is_ip_literal(const std::string& host) {
+  in6_addr address6;
+  in_addr address4;
+  return inet_pton(AF_INET, host.c_str(), &address4) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &address6) == 1;
+}
 
 std::string resolve_address(const std::string& host, std::chrono::milliseconds timeout) {
   const AddressList addresses = resolve_within(host, "0", Clock::now() + timeout, timeout, nullptr);

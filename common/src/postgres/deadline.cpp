@@ -1,6 +1,5 @@
 #include "postgres/deadline.hpp"
 
-#include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <sys/socket.h>
 
@@ -115,11 +114,7 @@ std::optional<std::string> single_host_name(const std::string& url) {
   if (host.empty() || !hostaddr.empty() || host.find(',') != std::string::npos ||
       host.starts_with('/') || host.starts_with('@'))
     return std::nullopt;
-  in6_addr address6;
-  in_addr address4;
-  if (inet_pton(AF_INET, host.c_str(), &address4) == 1 ||
-      inet_pton(AF_INET6, host.c_str(), &address6) == 1)
-    return std::nullopt;
+  if (net::is_ip_literal(host)) return std::nullopt;
   return host;
 }
 

@@ -258,7 +258,6 @@ class PgJobStore final : public JobStore {
                            {wake_fd, POLLIN, 0}};
           const int ready = ::poll(fds, 2, static_cast<int>(timeout.count()));
           if (ready < 0 && errno != EINTR)
-            // NOLINTNEXTLINE(concurrency-mt-unsafe): a message only, read at once
             throw postgres::DatabaseUnavailable(std::string("poll: ") + util::errno_text(errno));
           if (fds[1].fd >= 0 && (fds[1].revents & POLLIN) != 0) {
             uint64_t count = 0;

@@ -1,8 +1,7 @@
 #include "mailsync/util/strings.hpp"
 
-#include <cstring>
-
 #include <algorithm>
+#include <cstring>
 
 namespace mailsync::util {
 

@@ -35,6 +35,9 @@ class TransportError : public std::runtime_error {
   TransportErrorKind kind_;
 };
 
+// Whether `host` is an IPv4 or IPv6 address rather than a name (nothing to resolve).
+bool is_ip_literal(const std::string& host);
+
 // The first address of `host` in numeric form ("192.0.2.7", "2001:db8::1"), within `timeout`
 // (kTimeout otherwise, kResolve when the name does not resolve). For clients that resolve names
 // without a bound of their own (libpq): they are handed the address.
