@@ -14,7 +14,7 @@ keep=${2:-}
 ports=()
 if [[ -f $stack/env ]]; then
   # shellcheck disable=SC1091
-  ports=($(. "$stack/env" && echo "$MAILSYNC_STACK_PG_PORT ${MAILSYNC_STACK_OAUTH_URL##*:} $GMAIL_IMAP_PORT $OUTLOOK_IMAP_PORT ${DYNAMODB_ENDPOINT##*:} ${MAILSYNC_STACK_GMAIL_STARTTLS_PORT:-} ${MAILSYNC_STACK_PGBOUNCER_PORT:-}"))
+  ports=($(. "$stack/env" && echo "$MAILSYNC_STACK_PG_PORT ${MAILSYNC_STACK_OAUTH_URL##*:} $GMAIL_IMAP_PORT $OUTLOOK_IMAP_PORT ${DYNAMODB_ENDPOINT##*:} ${MAILSYNC_STACK_GMAIL_STARTTLS_PORT:-} ${MAILSYNC_STACK_PGBOUNCER_PORT:-} ${MAILSYNC_STACK_GMAIL_DOVECOT_PORT:-} ${MAILSYNC_STACK_OUTLOOK_DOVECOT_PORT:-} ${MAILSYNC_STACK_PROVIDER_CONTROL_URL##*:}"))
 fi
 
 # TERM to everything at once (dovecot takes ~3 s to stop its children, dynalite ~1.5 s), then wait.

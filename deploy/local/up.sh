@@ -8,7 +8,14 @@
 #   dynalite (DynamoDB API)
 # and writes DIR/env, which configures the executables for the stack (DESIGN.md section 4 names).
 #
+# Two profiles. "dovecot" (the default): mailsync talks to the two Dovecots directly. "providers":
+# mailsync talks to deploy/local/provider_proxy.py, which sits in front of each Dovecot and makes
+# the "gmail" server behave like imap.gmail.com and the "outlook" one like outlook.office365.com
+# (capabilities, refusal and throttling texts, X-GM-MSGID, connection limits; rules per test on
+# its control port). Either way the Dovecots stay reachable on MAILSYNC_STACK_*_DOVECOT_PORT.
+#
 #   stack=$(deploy/local/up.sh)     # prints the stack directory on stdout
+#   stack=$(deploy/local/up.sh --profile providers)   # or MAILSYNC_STACK_PROFILE=providers
 #   . "$stack/env"
 #   deploy/local/down.sh "$stack"   # stops everything it started
 #
@@ -22,6 +29,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 stack=${MAILSYNC_STACK_DIR:-$(mktemp -d /tmp/mailsync-stack.XXXXXX)}
 mkdir -p "$stack"
 stack=$(cd "$stack" && pwd)
+profile=${MAILSYNC_STACK_PROFILE:-dovecot}
+while (($#)); do
+  case $1 in
+    --profile) profile=${2:?--profile dovecot|providers}; shift 2 ;;
+    --profile=*) profile=${1#*=}; shift ;;
+    *) die "unknown option $1 (usage: up.sh [--profile dovecot|providers])" ;;
+  esac
+done
+[[ $profile == dovecot || $profile == providers ]] || die "unknown profile '$profile' (dovecot or providers)"
 [[ ! -e $stack/pids ]] || die "$stack already holds a stack; run deploy/local/down.sh $stack first"
 chmod 755 "$stack"  # postgres, dovecot and vmail must traverse it
 : >"$stack/pids"
@@ -29,7 +45,8 @@ chmod 755 "$stack"  # postgres, dovecot and vmail must traverse it
 # On any failure below, stop what was started so no listener is left behind.
 trap 'status=$?; if ((status != 0)); then log "start failed; stopping what started"; "$here/down.sh" "$stack" >&2 || true; fi' EXIT
 
-read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port bouncer_port < <(free_ports 7)
+read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port bouncer_port \
+  gmail_proxy_port outlook_proxy_port control_port < <(free_ports 10)
 
 # ---- users and secrets -----------------------------------------------------------------------
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
@@ -249,6 +266,26 @@ plugin {
   quota_max_mail_size = $outlook_limit
 }" "$outlook_user"
 
+# ---- the providers' behaviour layer ----------------------------------------------------------
+gmail_imap_port=$gmail_port
+outlook_imap_port=$outlook_port
+control_url=
+if [[ $profile == providers ]]; then
+  log "provider proxy: gmail on 127.0.0.1:$gmail_proxy_port, outlook on 127.0.0.1:$outlook_proxy_port"
+  mkdir -p "$stack/providers"
+  nohup python3 "$here/provider_proxy.py" --gmail "$gmail_proxy_port" "$gmail_port" \
+    --outlook "$outlook_proxy_port" "$outlook_port" --control "$control_port" \
+    --cert "$stack/tls/server.pem" --key "$stack/tls/server.key" --ca "$stack/tls/ca.pem" \
+    --outlook-append-limit "$outlook_limit" >"$stack/providers/proxy.log" 2>&1 </dev/null &
+  echo "provider-proxy $!" >>"$stack/pids"
+  wait_listening "$gmail_proxy_port" "provider proxy (gmail)"
+  wait_listening "$outlook_proxy_port" "provider proxy (outlook)"
+  wait_listening "$control_port" "provider proxy (control)"
+  gmail_imap_port=$gmail_proxy_port
+  outlook_imap_port=$outlook_proxy_port
+  control_url="http://127.0.0.1:$control_port"
+fi
+
 # ---- dynalite --------------------------------------------------------------------------------
 log "dynalite on 127.0.0.1:$dynamo_port"
 mkdir -p "$stack/dynalite"
@@ -291,14 +328,20 @@ export AWS_ACCESS_KEY_ID='local-$(random)'
 export AWS_SECRET_ACCESS_KEY='$(random)'
 export SYNC_INTERVAL_SECONDS='300'
 export GMAIL_IMAP_HOST='localhost'
-export GMAIL_IMAP_PORT='$gmail_port'
+export GMAIL_IMAP_PORT='$gmail_imap_port'
 export OUTLOOK_IMAP_HOST='localhost'
-export OUTLOOK_IMAP_PORT='$outlook_port'
+export OUTLOOK_IMAP_PORT='$outlook_imap_port'
 export GOOGLE_TOKEN_URL='http://127.0.0.1:$oauth_port/google/token'
 export MS_TOKEN_URL='http://127.0.0.1:$oauth_port/microsoft/consumers/oauth2/v2.0/token'
 export MAILSYNC_TLS_CA_FILE='$stack/tls/ca.pem'
 # Stack internals for tests, the demo and benchmarks (not read by mailsync itself).
 export MAILSYNC_STACK_DIR='$stack'
+export MAILSYNC_STACK_PROFILE='$profile'
+# The Dovecots themselves (the same as *_IMAP_PORT under "dovecot"; behind the proxy under
+# "providers"): what a test reads to see what the server really stored.
+export MAILSYNC_STACK_GMAIL_DOVECOT_PORT='$gmail_port'
+export MAILSYNC_STACK_OUTLOOK_DOVECOT_PORT='$outlook_port'
+export MAILSYNC_STACK_PROVIDER_CONTROL_URL='$control_url'
 export MAILSYNC_STACK_PG_PORT='$pg_port'
 export MAILSYNC_STACK_PGBOUNCER_URL='postgresql://postgres@127.0.0.1:$bouncer_port/mailsync'
 export MAILSYNC_STACK_PGBOUNCER_PORT='$bouncer_port'

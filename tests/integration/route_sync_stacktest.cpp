@@ -896,7 +896,9 @@ TEST_F(RouteSyncTest,
   EXPECT_EQ(db_.query_value("SELECT reason || ' ' || permanent FROM mailsync.failures"),
             "too_large true");
   EXPECT_NE(db_.query_value("SELECT last_error FROM mailsync.failures")
-                .find("[LIMIT] Mail size is larger"),
+                .find(mailsync::testing::providers_profile()
+                          ? "NO Maximum size of appendable message has been exceeded"
+                          : "[LIMIT] Mail size is larger"),
             std::string::npos)
       << "the server's own words are kept";
   const auto fail_items = dynamo_->query(route_.key(), "FAIL#");

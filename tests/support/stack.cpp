@@ -30,6 +30,53 @@ imap::ClientOptions imap_options(Server server) {
   return options;
 }
 
+imap::ClientOptions dovecot_options(Server server) {
+  imap::ClientOptions options = imap_options(server);
+  options.port = static_cast<uint16_t>(
+      std::stoi(stack_env(server == Server::kGmail ? "MAILSYNC_STACK_GMAIL_DOVECOT_PORT"
+                                                   : "MAILSYNC_STACK_OUTLOOK_DOVECOT_PORT")));
+  return options;
+}
+
+bool providers_profile() {
+  return stack_env("MAILSYNC_STACK_PROFILE") == "providers";
+}
+
+namespace {
+std::string control_post(const std::string& path, const std::string& body) {
+  http::HttpClient client(http_options());
+  const auto response = client.post(stack_env("MAILSYNC_STACK_PROVIDER_CONTROL_URL") + path,
+                                    "application/json", body);
+  EXPECT_EQ(response.status, 200) << response.body;
+  return response.body;
+}
+}  // namespace
+
+ProviderRules::ProviderRules(std::string user, const nlohmann::json& rules)
+    : user_(std::move(user)) {
+  replace(rules);
+}
+
+ProviderRules::~ProviderRules() {
+  try {
+    control_post("/rules/" + user_, "[]");
+  } catch (const std::exception&) {
+    // the stack is going away; its rules with it
+  }
+}
+
+void ProviderRules::replace(const nlohmann::json& rules) {
+  control_post("/rules/" + user_, rules.dump());
+}
+
+nlohmann::json provider_stats(const std::string& user) {
+  http::HttpClient client(http_options());
+  const auto response =
+      client.get(stack_env("MAILSYNC_STACK_PROVIDER_CONTROL_URL") + "/stats/" + user);
+  EXPECT_EQ(response.status, 200) << response.body;
+  return nlohmann::json::parse(response.body);
+}
+
 std::string imap_user(Server server) {
   return stack_env(server == Server::kGmail ? "GMAIL_EMAIL" : "OUTLOOK_EMAIL");
 }

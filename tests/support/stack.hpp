@@ -1,5 +1,6 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "mailsync/http/http_client.hpp"
@@ -12,6 +13,29 @@ namespace mailsync::testing {
 enum class Server { kGmail, kOutlook };
 
 imap::ClientOptions imap_options(Server server);
+// The server's Dovecot itself, past the provider proxy under the "providers" profile: what it
+// really stored, and the path for tests of Dovecot-only features (MULTIAPPEND).
+imap::ClientOptions dovecot_options(Server server);
+
+// The stack's profile (deploy/local/up.sh): "dovecot" or "providers", where the servers behave
+// like Gmail and Outlook.com through deploy/local/provider_proxy.py.
+bool providers_profile();
+// Rules of the provider proxy for one user (its docstring lists them); replaced as a whole, and
+// cleared when the guard goes. Tests that need them skip under the "dovecot" profile.
+class ProviderRules {
+ public:
+  ProviderRules(std::string user, const nlohmann::json& rules);
+  ~ProviderRules();
+  ProviderRules(const ProviderRules&) = delete;
+  ProviderRules& operator=(const ProviderRules&) = delete;
+  void replace(const nlohmann::json& rules);
+
+ private:
+  std::string user_;
+};
+// What the proxy saw of a user: logins, connections, peak_connections, commands{NAME: n},
+// refused_connections, rules_fired.
+nlohmann::json provider_stats(const std::string& user);
 std::string imap_user(Server server);  // alice@gmail.test / me@outlook.test
 
 // POST a refresh-token grant to the server's provider; the HTTP response as it came.
