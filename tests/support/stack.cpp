@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "mailsync/net/tls_stream.hpp"
 #include "support/process.hpp"
 
 namespace mailsync::testing {
@@ -142,6 +143,38 @@ void append_to_gmail(const std::string& user, const std::string& bytes,
   auto client = imap::Client::connect(imap_options(Server::kGmail));
   client->login(user, stack_env("MAILSYNC_STACK_IMAP_PASSWORD"));
   client->append(folder, {bytes, {}, internaldate});
+}
+
+void gmail_commands(const std::string& user, const std::vector<std::string>& commands) {
+  const imap::ClientOptions options = imap_options(Server::kGmail);
+  auto stream = net::TlsStream::connect(options.host, options.port, options.tls);
+  std::string buffer;
+  auto read_line = [&] {
+    for (;;) {
+      if (const size_t end = buffer.find("\r\n"); end != std::string::npos) {
+        std::string line = buffer.substr(0, end);
+        buffer.erase(0, end + 2);
+        return line;
+      }
+      char chunk[4096];
+      buffer.append(chunk, stream->read_some(chunk, sizeof chunk));
+    }
+  };
+  read_line();  // greeting
+  std::vector<std::string> all = {"LOGIN \"" + user + "\" \"" +
+                                  stack_env("MAILSYNC_STACK_IMAP_PASSWORD") + "\""};
+  all.insert(all.end(), commands.begin(), commands.end());
+  all.emplace_back("LOGOUT");
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::string tag = "t" + std::to_string(i);
+    stream->write_all(tag + " " + all[i] + "\r\n");
+    for (std::string line = read_line();; line = read_line()) {
+      if (!line.starts_with(tag + " ")) continue;
+      if (!line.starts_with(tag + " OK"))
+        ADD_FAILURE() << (i == 0 ? std::string("LOGIN") : all[i]) << ": " << line;
+      break;
+    }
+  }
 }
 
 std::string unique_name(const std::string& prefix) {

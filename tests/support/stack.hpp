@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "mailsync/http/http_client.hpp"
 #include "mailsync/imap/client.hpp"
@@ -56,6 +57,11 @@ std::string claim_gmail_user();
 // APPENDs a message to a mailbox of the "gmail" server with the stack's password (seeding).
 void append_to_gmail(const std::string& user, const std::string& bytes,
                      const std::string& internaldate, const std::string& folder = "INBOX");
+
+// Runs IMAP commands (no literals) as `user` of the "gmail" server, logged in with the stack's
+// password, each to its tagged OK (else the test fails): what a person does in Gmail's web UI
+// (archive, move back) and mailsync itself never sends to a source (MOVE, STORE).
+void gmail_commands(const std::string& user, const std::vector<std::string>& commands);
 
 // "prefix-<pid>-<counter>-<random>": distinct across tests and runs.
 std::string unique_name(const std::string& prefix);

@@ -112,15 +112,21 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
   p->phases.mark("fetch");
 
   std::vector<const FetchedMessage*> to_copy;
-  if (dedupe) {
-    std::vector<uint64_t> ids;
-    for (const auto& m : p->messages)
-      if (m.gm_msgid) ids.push_back(*m.gm_msgid);
+  // X-GM-MSGID names a Gmail message for good: one already copied for the route comes back under
+  // a new UID when it is archived and moved back to the INBOX (or labelled INBOX again), and is
+  // not copied twice, in every mode (invariant 5a; one indexed query per batch). Without it,
+  // Message-ID and SHA-256 decide, only where the start point asks for dedupe (a UIDVALIDITY
+  // change, a window): two different messages may share both.
+  std::vector<uint64_t> ids;
+  for (const auto& m : p->messages)
+    if (m.gm_msgid) ids.push_back(*m.gm_msgid);
+  if (dedupe || !ids.empty()) {
     db([&](SyncStore& store) {
-      const auto copied_ids = store.copied_gm_msgids(key, ids);
+      const auto copied_ids = ids.empty() ? std::set<uint64_t>{} : store.copied_gm_msgids(key, ids);
       for (const auto& m : p->messages) {
-        const bool copied = m.gm_msgid ? copied_ids.contains(*m.gm_msgid)
-                                       : store.copied_message(key, m.message_id, m.sha256_hex);
+        const bool copied = m.gm_msgid
+                                ? copied_ids.contains(*m.gm_msgid)
+                                : dedupe && store.copied_message(key, m.message_id, m.sha256_hex);
         if (copied) {
           ++p->skipped;
           p->handled.insert(m.uid);

@@ -175,6 +175,24 @@ TEST_F(RouteSyncRun, AReconciledClaimKeepsItsGmailMessageId) {
   EXPECT_EQ(claim.gm_msgid, 0x1234567890abcdefULL);
 }
 
+// Issue 12, invariant 5a: Gmail gives a message archived and moved back to the INBOX a new,
+// higher UID and keeps its X-GM-MSGID; an incremental run (no UIDVALIDITY change) skips it.
+TEST_F(RouteSyncRun, AnArchivedMessageMovedBackToTheInboxIsNotCopiedAgain) {
+  source_.gmail_extensions = true;
+  const std::string bytes = message("archived");
+  source_.add(bytes, clock_.now, 0xfeedULL);
+  ASSERT_EQ(run().outcome, SyncOutcome::kSucceeded);
+  source_.inbox.erase(1);                     // archived
+  source_.add(bytes, clock_.now, 0xfeedULL);  // back, as UID 2
+  source_.add(message("new"), clock_.now, 0xbeefULL);
+  const SyncReport again = run();
+  ASSERT_EQ(again.outcome, SyncOutcome::kSucceeded);
+  EXPECT_EQ(again.result.stats.appended, 1);
+  EXPECT_EQ(again.result.stats.skipped, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, bytes), 1u);
+  EXPECT_EQ(watermark(), 3u) << "the skipped UID is passed";
+}
+
 TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
   const auto sent = seed(3);
   dest_.drop_after = 1;  // the connection drops before the second APPEND
