@@ -61,8 +61,10 @@ std::string describe(const Response& response) {
     if (fetch->gm_msgid) out << " gm=" << *fetch->gm_msgid;
     if (fetch->modseq) out << " modseq=" << *fetch->modseq;
     if (fetch->body_section)
-      out << " body[" << *fetch->body_section
-          << "]=" << (fetch->body_streamed ? std::string("streamed") : "'" + *fetch->body + "'")
+      out << " body[" << *fetch->body_section << "]="
+          << (fetch->body_nil        ? std::string("NIL")
+              : fetch->body_streamed ? std::string("streamed")
+                                     : "'" + *fetch->body + "'")
           << "/" << fetch->body_size;
   } else if (const auto* count = std::get_if<CountData>(&response)) {
     out << (count->kind == CountData::Kind::kExists   ? "exists "
@@ -163,7 +165,7 @@ const std::vector<Case>& cases() {
        "gm=1278455344230334865 body[]='Hi\r\n\r\nthere'/11"},
       {"fetch body before uid", "* 3 FETCH (BODY[] {5}\r\nhello UID 9)\r\n",
        "fetch 3 uid=9 body[]='hello'/5"},
-      {"fetch nil body", "* 4 FETCH (UID 10 BODY[] NIL)\r\n", "fetch 4 uid=10 body[]=''/0"},
+      {"fetch nil body", "* 4 FETCH (UID 10 BODY[] NIL)\r\n", "fetch 4 uid=10 body[]=NIL/0"},
       {"fetch quoted body", "* 5 FETCH (UID 11 BODY[] \"hi\")\r\n", "fetch 5 uid=11 body[]='hi'/2"},
       {"fetch binary literal8",
        std::string("* 6 FETCH (UID 12 BINARY[] ~{3}\r\na") + '\0' + "b)\r\n",

@@ -7,14 +7,14 @@
 #include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/uid_set.hpp"
 #include "mailsync/util/sha256.hpp"
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::sync {
 
-namespace {
-
 // Bodies are kept per FETCH sequence number: the next body may start streaming before the
-// previous message's fetched() (see imap::FetchSink).
-class BatchSink final : public imap::FetchSink {
+// previous message's fetched() (see imap::FetchSink). Each UID once: a server that returns one
+// twice has it copied once.
+class ImapMailSource::BatchSink final : public imap::FetchSink {
  public:
   void body_begin(uint32_t seq, uint64_t size) override {
     Partial& partial = partial_[seq];
@@ -29,7 +29,15 @@ class BatchSink final : public imap::FetchSink {
   }
   void fetched(const imap::FetchData& data) override {
     const auto found = partial_.find(data.seq);
-    if (!data.uid || !data.body_section || found == partial_.end()) return;
+    if (!data.uid || !data.body_section || served_.contains(*data.uid)) {
+      if (found != partial_.end()) partial_.erase(found);
+      return;
+    }
+    served_.insert(*data.uid);
+    if (data.body_nil || found == partial_.end()) {  // BODY[] NIL: never a 0-byte message
+      not_served(*data.uid, "the source served BODY[] as NIL");
+      return;
+    }
     FetchedMessage message;
     message.uid = *data.uid;
     message.sha256_hex = util::to_hex(found->second.hash.finish());
@@ -40,6 +48,14 @@ class BatchSink final : public imap::FetchSink {
     partial_.erase(found);
     messages.push_back(std::move(message));
   }
+  void not_served(uint32_t uid, std::string why) {
+    served_.insert(uid);
+    FetchedMessage message;
+    message.uid = uid;
+    message.unserved = std::move(why);
+    messages.push_back(std::move(message));
+  }
+  bool served(uint32_t uid) const { return served_.contains(uid); }
   std::vector<FetchedMessage> messages;
 
  private:
@@ -48,7 +64,10 @@ class BatchSink final : public imap::FetchSink {
     util::Sha256 hash;
   };
   std::map<uint32_t, Partial> partial_;
+  std::set<uint32_t> served_;
 };
+
+namespace {
 
 // Metadata of the candidates, before any body is fetched: sizes plan the batches.
 class SizeSink final : public imap::FetchSink {
@@ -124,13 +143,45 @@ std::map<uint32_t, uint64_t> ImapMailSource::sizes(const std::vector<uint32_t>& 
 }
 
 std::vector<FetchedMessage> ImapMailSource::fetch(const std::vector<uint32_t>& uids) {
-  const std::string items = std::string("(UID RFC822.SIZE INTERNALDATE BODY.PEEK[]") +
-                            (has_gmail_extensions() ? " X-GM-MSGID)" : ")");
   BatchSink sink;
-  client_->uid_fetch(uid_set(uids), items, sink);
+  fetch_into(uids, sink);
   std::sort(sink.messages.begin(), sink.messages.end(),
             [](const FetchedMessage& a, const FetchedMessage& b) { return a.uid < b.uid; });
   return std::move(sink.messages);
+}
+
+// Gmail answers a FETCH whose UID set holds a message it cannot serve with "NO Some messages could
+// not be FETCHed (Failure)", every time, after serving the others. Those are kept; the UIDs not
+// served are asked for again in halves until each one that still fails is alone, and that one is
+// `unserved` with the server's words: a route never stalls on one message (about 2k log2(n)
+// commands for k such messages in a batch of n). A NO that speaks for the server, not a message
+// (System Error, [UNAVAILABLE], throttling), ends the run as before, to be retried.
+void ImapMailSource::fetch_into(const std::vector<uint32_t>& uids, BatchSink& sink) {
+  if (uids.empty()) return;
+  const std::string items = std::string("(UID RFC822.SIZE INTERNALDATE BODY.PEEK[]") +
+                            (has_gmail_extensions() ? " X-GM-MSGID)" : ")");
+  try {
+    client_->uid_fetch(uid_set(uids), items, sink);
+  } catch (const imap::ImapError& e) {
+    const imap::ErrorClass judged = imap::classify(e);
+    if (e.status() != imap::Status::kNo || judged.kind == imap::ErrorClass::Kind::kThrottled ||
+        judged.reason == "server_unavailable")
+      throw;
+    std::vector<uint32_t> missing;
+    for (const uint32_t uid : uids)
+      if (!sink.served(uid)) missing.push_back(uid);
+    if (uids.size() == 1) {
+      if (!missing.empty()) sink.not_served(uids[0], util::safe_text(e.what()));
+      return;
+    }
+    const auto half = missing.begin() + static_cast<long>(missing.size() / 2);
+    if (missing.size() == 1) {
+      fetch_into(missing, sink);
+      return;
+    }
+    fetch_into({missing.begin(), half}, sink);
+    fetch_into({half, missing.end()}, sink);
+  }
 }
 
 void ImapMailSource::close(bool reusable) {

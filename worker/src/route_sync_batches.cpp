@@ -18,6 +18,10 @@ namespace {
 
 // The claimed_elsewhere wait: another writer (the old Lambda) is copying the message.
 constexpr std::chrono::minutes kClaimedElsewhereWait{5};
+// A message the source would not serve (Gmail's "Some messages could not be FETCHed", BODY[] NIL)
+// is tried again on the per-message schedule this often, then recorded as permanent: Gmail says
+// it every time for such a message, but a passing fault on its side says the same.
+constexpr int kUnservedRetries = 5;
 
 }  // namespace
 
@@ -110,6 +114,15 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
   auto p = std::make_unique<Prepared>();
   p->messages = ports.source.fetch(uids);
   p->phases.mark("fetch");
+  // What the source would not serve is that message's failure; the rest go on.
+  std::erase_if(p->messages, [&](const FetchedMessage& m) {
+    if (!m.unserved) return false;
+    p->failures.push_back({m.uid, "fetch_failed", *m.unserved, false, options.now(), std::nullopt,
+                           std::nullopt, kUnservedRetries});
+    log_line(spdlog::level::warn, "UID " + std::to_string(m.uid) +
+                                      " could not be fetched from the source: " + *m.unserved);
+    return true;
+  });
 
   std::vector<const FetchedMessage*> to_copy;
   // X-GM-MSGID names a Gmail message for good: one already copied for the route comes back under
@@ -293,6 +306,7 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   p.phases.mark("mirror done");
   stats.failed += static_cast<int>(failures.size());
   failed_messages += static_cast<int>(failures.size());
+  if (!failures.empty()) last_message_error = failures.back().error;
   for (const auto& f : failures)
     metrics::of(metrics::get().message_failures, "reason", f.reason).Increment();
   publish_counts();

@@ -402,7 +402,8 @@ FetchData parse_fetch(Cursor& c, uint32_t seq) {
       std::string bytes;
       bool streamed = false;
       uint64_t size = 0;
-      if (!c.nil()) {
+      const bool nil = c.nil();
+      if (!nil) {
         if (c.peek() == '"') {
           bytes = c.quoted();
           size = bytes.size();
@@ -417,7 +418,8 @@ FetchData parse_fetch(Cursor& c, uint32_t seq) {
         fetch.body_section = has_section ? section : name;
         fetch.body_streamed = streamed;
         fetch.body_size = size;
-        if (!streamed) fetch.body = std::move(bytes);
+        fetch.body_nil = nil;
+        if (!streamed && !nil) fetch.body = std::move(bytes);
       }
     } else {
       c.skip_value(1);  // ENVELOPE, BODYSTRUCTURE, X-GM-LABELS, X-GM-THRID, ...

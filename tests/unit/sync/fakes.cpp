@@ -65,6 +65,13 @@ std::vector<FetchedMessage> FakeSource::fetch(const std::vector<uint32_t>& uids)
   for (const uint32_t uid : uids) {
     const auto found = inbox.find(uid);
     if (found == inbox.end()) continue;
+    if (const auto refused = unservable.find(uid); refused != unservable.end()) {
+      FetchedMessage message;
+      message.uid = uid;
+      message.unserved = refused->second;
+      out.push_back(message);
+      continue;
+    }
     const SourceMessage& m = found->second;
     out.push_back({uid, m.bytes, sha256_hex(m.bytes), mail::extract_message_id(m.bytes),
                    "01-Jan-2026 10:00:00 +0000", m.gm_msgid});

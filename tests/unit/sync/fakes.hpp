@@ -46,6 +46,8 @@ class FakeSource final : public MailSource {
   // Hooks: thrown by open_inbox (a throttled or refused login); UIDs that vanish after the search.
   std::function<void()> on_open;
   std::set<uint32_t> expunged_after_search;
+  // UIDs the server will not serve (Gmail's "Some messages could not be FETCHed"), with its words.
+  std::map<uint32_t, std::string> unservable;
 
   int opens = 0;
   std::vector<std::vector<uint32_t>> fetches;

@@ -193,6 +193,29 @@ TEST_F(RouteSyncRun, AnArchivedMessageMovedBackToTheInboxIsNotCopiedAgain) {
   EXPECT_EQ(watermark(), 3u) << "the skipped UID is passed";
 }
 
+// Issue 12: Gmail refuses a FETCH holding a message it cannot serve, every time. Before, the
+// batch failed on every run and nothing after it was copied.
+TEST_F(RouteSyncRun, AMessageTheSourceWillNotServeIsRecordedAndTheRestAreCopied) {
+  const auto sent = seed(4);
+  source_.unservable[2] = "UID FETCH failed: NO Some messages could not be FETCHed (Failure)";
+  const SyncReport first = run();
+  ASSERT_EQ(first.outcome, SyncOutcome::kSucceeded) << first.result.error;
+  EXPECT_EQ(first.result.stats.appended, 3);
+  EXPECT_EQ(first.result.stats.failed, 1);
+  EXPECT_EQ(dest_.count(route_.target_folder, sent[1]), 0u);
+  const auto& failure = store_.failures.at({route_.key(), 7, 2}).failure;
+  EXPECT_EQ(failure.reason, "fetch_failed");
+  EXPECT_FALSE(failure.permanent);
+  EXPECT_NE(failure.error.find("could not be FETCHed"), std::string::npos);
+  EXPECT_EQ(watermark(), 4u) << "the route goes on past it";
+
+  source_.unservable.clear();  // served again later: copied on its retry
+  clock_.now += std::chrono::hours(2);
+  const SyncReport later = run();
+  EXPECT_EQ(later.result.stats.appended, 1);
+  expect_each_copied_once(sent);
+}
+
 TEST_F(RouteSyncRun, APendingClaimWhoseCopyNeverArrivedIsGivenBackAndCopied) {
   const auto sent = seed(3);
   dest_.drop_after = 1;  // the connection drops before the second APPEND

@@ -78,9 +78,12 @@ struct FetchData {
   std::optional<uint64_t> modseq;    // MODSEQ (CONDSTORE)
   // BODY[section]<origin> / BINARY[section] / RFC822: the first one in the response.
   std::optional<std::string> body_section;  // "" for BODY[]
-  std::optional<std::string> body;          // the bytes, when buffered (NIL: empty)
+  std::optional<std::string> body;          // the bytes, when buffered (not for NIL)
   bool body_streamed = false;               // the bytes went to the parser's body sink instead
-  uint64_t body_size = 0;                   // bytes of the body, buffered or streamed
+  // "BODY[] NIL": the server has no bytes to give (Gmail, for a message it cannot serve). Not a
+  // message of zero bytes: no body reaches a FetchSink.
+  bool body_nil = false;
+  uint64_t body_size = 0;  // bytes of the body, buffered or streamed
 };
 
 // * 23 EXISTS / * 1 RECENT / * 44 EXPUNGE

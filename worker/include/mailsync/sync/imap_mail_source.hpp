@@ -28,6 +28,9 @@ class ImapMailSource final : public MailSource {
   void close(bool reusable) override;
 
  private:
+  class BatchSink;
+  void fetch_into(const std::vector<uint32_t>& uids, BatchSink& sink);
+
   ImapPool& pool_;
   std::string account_;
   oauth::Credential credential_;

@@ -26,7 +26,9 @@ class MailSource {
   virtual std::vector<uint32_t> all_uids() = 0;
   // RFC822.SIZE of the UIDs still present (one expunged since the search is absent).
   virtual std::map<uint32_t, uint64_t> sizes(const std::vector<uint32_t>& uids) = 0;
-  // Bodies with INTERNALDATE (and X-GM-MSGID where offered), ascending by UID.
+  // Bodies with INTERNALDATE (and X-GM-MSGID where offered), ascending by UID, each UID once. A
+  // message the server will not serve comes back with `unserved` set, never as empty bytes; a UID
+  // expunged meanwhile is absent.
   virtual std::vector<FetchedMessage> fetch(const std::vector<uint32_t>& uids) = 0;
 
   // The run is over: a connection that is `reusable` goes back to the pool, else it is closed.
