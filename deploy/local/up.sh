@@ -58,6 +58,10 @@ fleet_size=2000
 fleet_users=()
 for i in $(seq -w 1 "$fleet_size"); do fleet_users+=("fleet$i@gmail.test"); done
 outlook_user=me@outlook.test
+# Outlook mailboxes of their own for tests whose provider rules would disturb others on the shared
+# one (throttling a mailbox throttles every route into it).
+outlook_test_users=()
+for i in $(seq -w 1 20); do outlook_test_users+=("out$i@outlook.test"); done
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 imap_password=$(random)
 google_client_id="emu-google-client.apps.googleusercontent.test"
@@ -264,7 +268,7 @@ plugin {
   quota = count:User quota
   quota_vsizes = yes
   quota_max_mail_size = $outlook_limit
-}" "$outlook_user"
+}" "$outlook_user" "${outlook_test_users[@]}"
 
 # ---- the providers' behaviour layer ----------------------------------------------------------
 gmail_imap_port=$gmail_port
@@ -349,6 +353,7 @@ export MAILSYNC_STACK_PG_ADMIN_URL='postgresql://postgres@127.0.0.1:$pg_port/pos
 export MAILSYNC_STACK_OAUTH_URL='http://127.0.0.1:$oauth_port'
 export MAILSYNC_STACK_GMAIL_USERS='${gmail_users[*]}'
 export MAILSYNC_STACK_TEST_USERS='${test_users[*]}'
+export MAILSYNC_STACK_OUTLOOK_TEST_USERS='${outlook_test_users[*]}'
 export MAILSYNC_STACK_FLEET_SIZE='$fleet_size'  # users fleet0001@gmail.test ... fleet2000@gmail.test
 export MAILSYNC_STACK_OUTLOOK_APPEND_LIMIT='$outlook_limit'
 export MAILSYNC_STACK_IMAP_PASSWORD='$imap_password'

@@ -144,4 +144,60 @@ TEST_F(ProvidersTest, AUidTheServerReturnsTwiceIsCopiedOnce) {
             std::multiset<std::string>(sent.begin(), sent.end()));
 }
 
+// Outlook.com in the middle of a pipelined batch (no MULTIAPPEND: one APPEND per message,
+// LITERAL+): "BAD Request is throttled. Suggested Backoff Time: 89117 milliseconds", then "* BYE
+// Connection closed. 14". Before, the BYE threw away the answers already read: the stored messages
+// stayed PENDING for a later reconcile, the run was retried on the ordinary schedule (15 s), and
+// every other route into the mailbox went on hammering it.
+TEST_F(ProvidersTest, AThrottleThenByeMidPipelineKeepsWhatWasStoredAndTheMailboxBacksOff) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  const std::vector<std::string> sent = seed_many(10);
+  ProviderRules rules(
+      outlook_user_, {{{"on", "APPEND"},
+                       {"after", 4},
+                       {"times", 1},
+                       {"action", "respond"},
+                       {"status", "BAD"},
+                       {"text", "Request is throttled. Suggested Backoff Time: 89117 milliseconds"},
+                       {"bye", "Connection closed. 14"}}});
+  const auto before = std::chrono::system_clock::now();
+  const sync::SyncReport first = run(route_);
+  EXPECT_EQ(first.outcome, sync::SyncOutcome::kThrottled) << first.result.error;
+  EXPECT_GE(first.result.retry_at, before + std::chrono::milliseconds(89117));
+  EXPECT_EQ(first.result.stats.appended, 4);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"), "4")
+      << "the answers read before the BYE are kept";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'PENDING'"),
+            "0")
+      << "the server stopped after the refusal: nothing after it is in doubt";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.failures"), "0")
+      << "throttling is not the message's fault";
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.account_backoffs WHERE account = "
+                            "'outlook:" +
+                            outlook_user_ + "'"),
+            "1");
+  EXPECT_EQ(read_folder(*outlook(), route_.target_folder).size(), 4u);
+
+  // Another route into the same mailbox, meanwhile: it does not connect at all.
+  config::Route other = make_route(mailsync::testing::claim_gmail_user());
+  other.outlook_email = outlook_user_;
+  const auto appends =
+      mailsync::testing::provider_stats(outlook_user_)["commands"].value("APPEND", 0);
+  const sync::SyncReport waiting = run(other);
+  EXPECT_EQ(waiting.outcome, sync::SyncOutcome::kThrottled);
+  EXPECT_NE(waiting.result.error.find("asked to back off"), std::string::npos)
+      << waiting.result.error;
+  EXPECT_EQ(mailsync::testing::provider_stats(outlook_user_)["commands"].value("APPEND", 0),
+            appends);
+
+  // The time passes (made to pass here): the rest is copied, each message once.
+  db_.execute("UPDATE mailsync.account_backoff SET not_before = now()");
+  const sync::SyncReport after = run(route_);
+  ASSERT_EQ(after.outcome, sync::SyncOutcome::kSucceeded) << after.result.error;
+  EXPECT_EQ(after.result.stats.appended, 6);
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
+            std::multiset<std::string>(sent.begin(), sent.end()));
+}
+
 }  // namespace

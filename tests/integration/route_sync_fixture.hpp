@@ -138,7 +138,19 @@ class RouteSyncTest : public ::testing::Test {
             {"SYNC_ROUTES_JSON", routes.dump()},
             {"SYNC_ROUTES_FILE", std::nullopt}};
   }
-  std::unique_ptr<imap::Client> outlook() { return logged_in_client(Server::kOutlook); }
+  std::unique_ptr<imap::Client> outlook() {
+    return outlook_user_.empty() ? logged_in_client(Server::kOutlook)
+                                 : logged_in_client(Server::kOutlook, outlook_user_);
+  }
+  // The test's own Outlook mailbox instead of the shared one: provider rules act on a whole
+  // mailbox (throttling one throttles every route into it).
+  void use_own_outlook() {
+    outlook_user_ = claim_outlook_user();
+    settings_.outlook_email = outlook_user_;
+    settings_.ms_refresh_token = config::Secret(mint_refresh_token(Server::kOutlook, outlook_user_),
+                                                config::Secret::Source::kInline, "inline");
+    route_.outlook_email = outlook_user_;
+  }
   std::string seed(const std::string& bytes, const std::string& date = "") {
     append_to_gmail(
         user_, bytes,
@@ -148,6 +160,7 @@ class RouteSyncTest : public ::testing::Test {
 
   TestDatabase db_;
   std::string user_;
+  std::string outlook_user_;  // set by use_own_outlook()
   config::Settings settings_;
   config::Route route_;
   dynamo::DynamoOptions dynamo_options_;

@@ -121,8 +121,9 @@ std::unique_ptr<imap::Client> logged_in_client(Server server) {
   return client;
 }
 
-std::string claim_gmail_user() {
-  const std::string users = stack_env("MAILSYNC_STACK_TEST_USERS");
+namespace {
+std::string claim_user(const char* variable) {
+  const std::string users = stack_env(variable);
   size_t start = 0;
   while (start < users.size()) {
     const size_t end = users.find(' ', start);
@@ -134,8 +135,25 @@ std::string claim_gmail_user() {
     ::close(fd);
     return user;
   }
-  ADD_FAILURE() << "all spare Gmail mailboxes of the stack are taken; restart the stack";
+  ADD_FAILURE() << "all spare mailboxes of " << variable << " are taken; restart the stack";
   return "";
+}
+}  // namespace
+
+std::string claim_gmail_user() {
+  return claim_user("MAILSYNC_STACK_TEST_USERS");
+}
+
+std::string claim_outlook_user() {
+  return claim_user("MAILSYNC_STACK_OUTLOOK_TEST_USERS");
+}
+
+std::unique_ptr<imap::Client> logged_in_client(Server server, const std::string& user) {
+  const auto grant = refresh_grant(server, mint_refresh_token(server, user));
+  EXPECT_EQ(grant.status, 200) << grant.body;
+  auto client = imap::Client::connect(imap_options(server));
+  client->authenticate_xoauth2(user, nlohmann::json::parse(grant.body).value("access_token", ""));
+  return client;
 }
 
 void append_to_gmail(const std::string& user, const std::string& bytes,

@@ -9,6 +9,7 @@
 #include "mailsync/oauth/token_provider.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "route_sync_run.hpp"
+#include "time_format.hpp"
 
 namespace mailsync::sync {
 
@@ -45,6 +46,13 @@ SyncReport RouteSync::Run::execute() {
   if (ports.store.auth_required(key))
     return ended(SyncOutcome::kAuthRequired,
                  "fix the credentials, then `mailsync resume " + route.gmail_email + "`");
+  // The destination asked every client to back off (another route was told): no connection at
+  // all until then, or each route in turn would be throttled again and keep the mailbox blocked.
+  if (const auto backoff = ports.store.account_backoff(destination_account, options.now()))
+    return fail(SyncOutcome::kThrottled, "retry",
+                "the Outlook mailbox " + route.outlook_email + " asked to back off until " +
+                    iso8601(backoff->not_before) + ": " + backoff->reason,
+                backoff->not_before);
   job_phases.mark("state");
   ports.mirror.check_gate();  // no IMAP work while DynamoDB is unreachable (invariant 6)
   job_phases.mark("gate");
@@ -265,6 +273,9 @@ SyncReport RouteSync::Run::guarded() {
     log::event(spdlog::level::warn, std::string("route_sync lease_lost: ") + e.what(),
                counts("lease_lost"));
     return ended(SyncOutcome::kLeaseLost, e.what());
+  } catch (const AccountThrottled& e) {
+    connections_reusable = false;
+    return fail(SyncOutcome::kThrottled, "retry", e.what(), e.until());
   } catch (const MirrorUnavailable& e) {
     metrics::get().gate_failures.Increment();
     return fail(SyncOutcome::kGateClosed, "gate_unavailable", e.what());

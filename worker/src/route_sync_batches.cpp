@@ -11,11 +11,14 @@
 #include "mailsync/util/pause_point.hpp"
 #include "mailsync/util/strings.hpp"
 #include "route_sync_run.hpp"
+#include "time_format.hpp"
 
 namespace mailsync::sync {
 
 namespace {
 
+// A throttling answer that names no time (Gmail's [THROTTLED]): the account waits this long.
+constexpr std::chrono::milliseconds kDefaultThrottle{std::chrono::minutes(1)};
 // The claimed_elsewhere wait: another writer (the old Lambda) is copying the message.
 constexpr std::chrono::minutes kClaimedElsewhereWait{5};
 // A message the source would not serve (Gmail's "Some messages could not be FETCHed", BODY[] NIL)
@@ -75,6 +78,10 @@ bool RouteSync::Run::copy(uint32_t uidvalidity, const std::vector<PlannedBatch>&
     if (b + 1 < plan.size() && !options.dry_run) show_progress(progress);
     if (const uint32_t mark = tracker.mark(); mark > 0) set_watermark(uidvalidity, mark);
     current->phases.mark("watermark");
+    if (stop_after_batch) {  // throttled, or the connection ended: what it answered is recorded
+      settle_next();
+      std::rethrow_exception(stop_after_batch);
+    }
     log_line(spdlog::level::debug, "batch of " + std::to_string(plan[b].uids.size()) + " (" +
                                        std::to_string(plan[b].bytes) +
                                        " bytes): " + current->phases.text);
@@ -239,9 +246,20 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     messages.push_back(message);
   }
   std::vector<imap::AppendOutcome> outcomes;
+  size_t sent_whole = messages.size();  // commands that went out whole
+  std::exception_ptr interruption;      // the BYE or broken connection that cut the answers off
+  bool server_stopped = false;          // ... right after a refusal: nothing after it was stored
   if (!messages.empty()) util::pause_point("before_append");  // tests freeze a worker here
   try {
     outcomes = ports.destination.append(route.target_folder, messages, lease.fresh);
+  } catch (imap::AppendInterrupted& e) {
+    // What was answered before the connection ended is known and kept (Outlook: "BAD Request is
+    // throttled ..." then "* BYE Connection closed. 14" in the middle of a pipelined batch).
+    connections_reusable = false;
+    server_stopped = e.stopped_after_refusal();
+    outcomes = std::move(e.results);
+    sent_whole = e.sent;
+    interruption = e.cause;
   } catch (const std::exception& e) {
     // What this batch appended is unknown: the connection broke mid-batch, or the lease went stale
     // while a command was on the wire (SendStopped: that command was cut off, so not stored). The
@@ -257,12 +275,20 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     throw;
   }
   p.phases.mark("append");
-  // Fewer outcomes than messages: the lease went stale mid-batch and the rest were never sent.
-  const size_t sent = outcomes.size();
+  // Fewer answers than messages: the lease went stale mid-batch and the rest were never sent, or
+  // the connection ended. Those sent whole and unanswered may be stored, unless the server
+  // stopped right after refusing one: they stay PENDING for a later run's reconcile. The rest
+  // were never sent and are given back.
+  const size_t answered = outcomes.size();
   std::vector<uint32_t> released;
   std::vector<MirrorClaim> mirror_done;
-  for (size_t i = sent; i < p.appending.size(); ++i) released.push_back(p.appending[i]->uid);
-  for (size_t i = 0; i < sent; ++i) {
+  for (size_t i = answered; i < p.appending.size(); ++i)
+    if (!interruption || i >= sent_whole || server_stopped) released.push_back(p.appending[i]->uid);
+  // Throttling is no message's fault: the message is given back (the watermark waits for it), and
+  // the whole account waits as long as the server asked.
+  std::optional<TimePoint> throttled_until;
+  std::string throttle_words;
+  for (size_t i = 0; i < answered; ++i) {
     const FetchedMessage& m = *p.appending[i];
     if (const auto* ok = std::get_if<imap::AppendResult>(&outcomes[i])) {
       std::optional<TimePoint> date;
@@ -276,6 +302,18 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     } else {
       const auto& error = std::get<imap::ImapError>(outcomes[i]);
       const imap::ErrorClass judged = imap::classify(error);
+      if (judged.kind == imap::ErrorClass::Kind::kThrottled) {
+        released.push_back(m.uid);
+        const TimePoint until = options.now() + std::max(judged.retry_after, kDefaultThrottle);
+        if (!throttled_until || until > *throttled_until) {
+          throttled_until = until;
+          throttle_words = util::safe_text(error.what());
+        }
+        log_line(spdlog::level::warn, "UID " + std::to_string(m.uid) +
+                                          " given back, the destination is throttling: " +
+                                          util::safe_text(error.what()));
+        continue;
+      }
       const bool permanent = judged.kind == imap::ErrorClass::Kind::kPermanent;
       failures.push_back(
           {m.uid, judged.reason, error.what(), permanent,
@@ -310,11 +348,23 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   for (const auto& f : failures)
     metrics::of(metrics::get().message_failures, "reason", f.reason).Increment();
   publish_counts();
-  if (sent < p.appending.size())
-    throw LeaseLost(
-        "the job's lease was not renewed in time: " + std::to_string(p.appending.size() - sent) +
-        " of " + std::to_string(p.appending.size()) +
-        " messages of the batch not sent (given back); stopped");
+  // The run stops after this batch's watermark is written (copy()).
+  if (throttled_until) {
+    db([&](SyncStore& store) {
+      store.set_account_backoff(destination_account, {*throttled_until, throttle_words});
+    });
+    stop_after_batch = std::make_exception_ptr(AccountThrottled(
+        "the Outlook mailbox " + route.outlook_email + " asked every client to back off until " +
+            iso8601(*throttled_until) + ": " + throttle_words,
+        *throttled_until));
+  } else if (interruption) {
+    stop_after_batch = interruption;
+  }
+  if (!interruption && answered < p.appending.size())
+    throw LeaseLost("the job's lease was not renewed in time: " +
+                    std::to_string(p.appending.size() - answered) + " of " +
+                    std::to_string(p.appending.size()) +
+                    " messages of the batch not sent (given back); stopped");
   for (const auto& c : copied) handled.insert(c.uid);
   for (const auto& f : failures) handled.insert(f.uid);
   return handled;

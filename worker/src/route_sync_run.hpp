@@ -29,6 +29,18 @@ struct PhaseClock {
   void mark(const char* phase);
 };
 
+// The destination told the whole account to back off (Outlook throttles a mailbox, and every route
+// copies into that one): the run ends throttled, retried then, and so does every other route's.
+class AccountThrottled : public std::runtime_error {
+ public:
+  AccountThrottled(const std::string& what, TimePoint until)
+      : std::runtime_error(what), until_(until) {}
+  TimePoint until() const { return until_; }
+
+ private:
+  TimePoint until_;
+};
+
 struct RouteSync::Run {
   const config::Route& route;
   SyncPorts ports;
@@ -38,6 +50,7 @@ struct RouteSync::Run {
   const Fence& fence = lease.fence;
   int64_t job_id = lease.fence.job_id;
   std::string key = route.key();
+  std::string destination_account = "outlook:" + route.outlook_email;  // account_backoff's key
 
   queue::JobStats stats;
   queue::JobStats published;
@@ -45,6 +58,7 @@ struct RouteSync::Run {
   int failed_messages = 0;
   int64_t in_doubt = 0;  // PENDING claims of another attempt left alone by reconcile
   std::string last_message_error;
+  std::exception_ptr stop_after_batch;   // commit() ended the run, once the watermark is written
   bool connections_reusable = true;      // false once an IMAP connection may be in a broken state
   bool progress_written = false;         // a mailsync.route_progress row exists for this run
   std::optional<Watermark> stored_mark;  // what the store holds, to skip writes that change nothing

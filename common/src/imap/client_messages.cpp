@@ -183,6 +183,27 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
   for (const AppendMessage& m : messages) (void)append_message_arguments(m, true);
   std::vector<AppendOutcome> results;
   results.reserve(messages.size());
+  size_t sent = 0;
+  auto interrupted = [&](const std::string& why) {
+    const std::string what = "APPEND interrupted after " + std::to_string(results.size()) + " of " +
+                             std::to_string(messages.size()) + " answers: " + why;
+    return AppendInterrupted(std::move(results), sent, std::current_exception(), what);
+  };
+  try {
+    append_pipeline(mailbox, messages, may_send, results, sent);
+  } catch (const ImapError& e) {
+    if (e.status() != Status::kBye) throw;
+    throw interrupted(e.what());
+  } catch (const net::TransportError& e) {
+    throw interrupted(e.what());
+  }
+  return results;
+}
+
+// append_many's sending and reading; `sent` counts the messages whose command went out whole.
+void Client::append_pipeline(std::string_view mailbox, std::span<const AppendMessage> messages,
+                             const std::function<bool()>& may_send,
+                             std::vector<AppendOutcome>& results, size_t& sent) {
   bool stopped = false;  // may_send said no: nothing more goes out
   auto allowed = [&] {
     if (!stopped && may_send && !may_send()) stopped = true;
@@ -236,6 +257,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         send(append_message_arguments(messages[i], true));
         within_command(messages[i].bytes, i + 1 == end);
       }
+      sent += end - next;  // taken back below if the server refuses the batch as a whole
       try {
         const StatusResponse ok = wait_tagged(tag, "APPEND", nullptr);
         std::vector<uint32_t> uids;
@@ -258,7 +280,8 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         continue;
       } catch (const ImapError& e) {
         if (e.status() == Status::kBye) throw;
-        // Refused as a whole: send this batch again one message at a time, below.
+        // Refused as a whole (nothing stored): send this batch again one message at a time, below.
+        sent -= end - next;
       }
     }
     std::vector<std::string> tags;
@@ -277,6 +300,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         within_command(body, true);
       }
       tags.push_back(tag);
+      ++sent;
     }
     for (const std::string& tag : tags) {
       try {
@@ -298,6 +322,7 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
         note(response);
         if (std::holds_alternative<Continuation>(response)) {
           within_command(message.bytes, true);
+          ++sent;
           try {
             outcome = append_result(wait_tagged(tag, "APPEND", nullptr));
           } catch (const ImapError& e) {
@@ -317,7 +342,6 @@ std::vector<AppendOutcome> Client::append_many(std::string_view mailbox,
       results.push_back(std::move(*outcome));
     }
   }
-  return results;
 }
 
 }  // namespace mailsync::imap

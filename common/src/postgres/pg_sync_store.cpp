@@ -176,6 +176,21 @@ SET auth_state = 'auth_required', auth_detail = $2, last_outcome = 'auth_require
 WHERE route_key = $1
 )sql"};
 
+constexpr Query kAccountBackoff{"sync_account_backoff", R"sql(
+SELECT (extract(epoch FROM not_before) * 1000000)::bigint, reason FROM mailsync.account_backoff
+WHERE account = $1 AND not_before > 'epoch'::timestamptz + $2::bigint * interval '1 microsecond'
+)sql"};
+
+constexpr Query kSetAccountBackoff{"sync_set_account_backoff", R"sql(
+INSERT INTO mailsync.account_backoff (account, not_before, reason)
+VALUES ($1, 'epoch'::timestamptz + $2::bigint * interval '1 microsecond', $3)
+ON CONFLICT (account) DO UPDATE
+SET not_before = greatest(account_backoff.not_before, excluded.not_before),
+    reason = CASE WHEN excluded.not_before >= account_backoff.not_before THEN excluded.reason
+                  ELSE account_backoff.reason END,
+    updated_at = now()
+)sql"};
+
 constexpr Query kAuthRequired{
     "sync_auth_required",
     "SELECT auth_state = 'auth_required' FROM mailsync.routes WHERE route_key = $1"};
@@ -402,6 +417,21 @@ class PgSyncStore final : public SyncStore {
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
     write(kSetAuthRequired, route, util::safe_text(detail));
+  }
+
+  std::optional<Backoff> account_backoff(const std::string& account, TimePoint now) override {
+    return db_.run([&]() -> std::optional<Backoff> {
+      pqxx::read_transaction work(db_.connection());
+      const pqxx::result r = exec(work, kAccountBackoff, account, postgres::detail::to_micros(now));
+      if (r.empty()) return std::nullopt;
+      return Backoff{postgres::detail::from_micros(r[0][0].as<int64_t>()),
+                     r[0][1].as<std::string>()};
+    });
+  }
+
+  void set_account_backoff(const std::string& account, const Backoff& backoff) override {
+    write(kSetAccountBackoff, account, postgres::detail::to_micros(backoff.not_before),
+          util::safe_text(backoff.reason));
   }
 
   bool auth_required(const std::string& route) override {

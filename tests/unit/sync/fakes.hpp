@@ -173,6 +173,16 @@ class FakeSyncStore final : public SyncStore {
   void set_progress(const std::string& route, const Progress& p) override;
   void clear_progress(const std::string& route) override;
   bool auth_required(const std::string& route) override;
+  std::optional<Backoff> account_backoff(const std::string& account, TimePoint now) override {
+    const auto found = backoffs.find(account);
+    if (found == backoffs.end() || found->second.not_before <= now) return std::nullopt;
+    return found->second;
+  }
+  void set_account_backoff(const std::string& account, const Backoff& backoff) override {
+    auto& stored = backoffs[account];
+    if (backoff.not_before >= stored.not_before) stored = backoff;
+  }
+  std::map<std::string, Backoff> backoffs;
 
  private:
   void hook(std::string_view operation) {

@@ -358,13 +358,39 @@ TEST_F(RouteSyncRun, ATransientRefusalIsRetriedWhenDueAndWaitsLongerEachTime) {
   EXPECT_FALSE(store_.failures.contains(key)) << "DONE clears the failure";
 }
 
-TEST_F(RouteSyncRun, AServersSuggestedBackoffIsHonouredForTheMessage) {
-  seed(1);
-  dest_.refuse = [&](std::string_view) -> std::optional<imap::ImapError> {
+// Issue 12: Outlook throttles the mailbox, not a message. The message is given back (no failure
+// is recorded against it: before, it was, and counted towards making it permanent), the run ends
+// throttled until the time the server named, and every run into that mailbox waits as long
+// without connecting to either server.
+TEST_F(RouteSyncRun, AServersSuggestedBackoffIsHonouredForTheWholeMailbox) {
+  const auto sent = seed(3);
+  int throttled = 0;
+  dest_.refuse = [&](std::string_view bytes) -> std::optional<imap::ImapError> {
+    if (bytes != sent[1] || throttled++ > 0) return std::nullopt;
     return fakes::no("APPEND", "Request is throttled. Suggested Backoff Time: 299609 milliseconds");
   };
-  run();
-  EXPECT_EQ(store_.failures.at({route_.key(), 7, 1}).failure.next_retry_at, clock_.now + 299609ms);
+  const SyncReport first = run();
+  EXPECT_EQ(first.outcome, SyncOutcome::kThrottled);
+  EXPECT_EQ(first.result.retry_at, clock_.now + 299609ms);
+  EXPECT_TRUE(store_.failures.empty()) << "not the message's fault";
+  EXPECT_FALSE(store_.claims.contains({route_.key(), 7, 2})) << "given back";
+  EXPECT_EQ(store_.claims.at({route_.key(), 7, 3}).state, "DONE") << "stored before: kept";
+  EXPECT_EQ(watermark(), 1u) << "the watermark waits for the message given back";
+  ASSERT_TRUE(store_.backoffs.contains("outlook:me@outlook.test"));
+
+  clock_.now += 100s;  // any route into the mailbox, meanwhile: no connection at all
+  const int opens = source_.opens, appends = dest_.append_calls;
+  const SyncReport waiting = run();
+  EXPECT_EQ(waiting.outcome, SyncOutcome::kThrottled);
+  EXPECT_EQ(waiting.result.retry_at, first.result.retry_at);
+  EXPECT_EQ(source_.opens, opens);
+  EXPECT_EQ(dest_.append_calls, appends);
+
+  clock_.now += 200s;  // the time the server named has passed
+  const SyncReport after = run();
+  ASSERT_EQ(after.outcome, SyncOutcome::kSucceeded) << after.result.error;
+  EXPECT_EQ(after.result.stats.appended, 1);
+  expect_each_copied_once(sent);
 }
 
 TEST_F(RouteSyncRun, AThrottledLoginRetriesTheJobWhenTheServerSaid) {

@@ -61,6 +61,29 @@ struct AppendResult {
 // One result per message of append_many(): the APPENDUID, or why the server refused it.
 using AppendOutcome = std::variant<AppendResult, ImapError>;
 
+// append_many() lost its connection before every answer came: the server said BYE (Outlook after
+// "BAD Request is throttled. Suggested Backoff Time: N milliseconds": "* BYE Connection closed.
+// 14"), or the transport broke. What did arrive is kept: `results` are the answers to the first
+// results.size() messages, in order; `sent` messages had their command sent whole. The ones sent
+// but unanswered may or may not be stored, unless the server refused the last one answered and
+// then closed: a server answers in order and closes after what it refused, so it processed none
+// of them (stopped_after_refusal()). The rest were never sent. `cause` is the BYE or transport
+// error, for classify().
+class AppendInterrupted : public std::runtime_error {
+ public:
+  AppendInterrupted(std::vector<AppendOutcome> answered, size_t sent_whole, std::exception_ptr why,
+                    const std::string& what)
+      : std::runtime_error(what), results(std::move(answered)), sent(sent_whole), cause(why) {}
+  bool stopped_after_refusal() const {
+    return !results.empty() && std::holds_alternative<ImapError>(results.back()) &&
+           std::get<ImapError>(results.back()).status() != Status::kBye;
+  }
+
+  std::vector<AppendOutcome> results;
+  size_t sent = 0;
+  std::exception_ptr cause;
+};
+
 // Receives what UID FETCH returns. Bodies arrive as body_begin / body_data (streamed as they come
 // when large, in one piece when small); fetched() follows with the rest of the FETCH response
 // (UID, size, INTERNALDATE, flags, X-GM-MSGID), also for FETCH responses without a body. A large
@@ -140,7 +163,8 @@ class Client {
   // the result is shorter than `messages` (the rest were never sent). It is also asked inside a
   // command (before each 256 KiB of a literal and before the final CRLF); a no there cuts the
   // command off and throws SendStopped (the connection is then unusable). route_sync stops this
-  // way when its lease is no longer fresh.
+  // way when its lease is no longer fresh. A BYE or a broken connection before every answer came
+  // throws AppendInterrupted with the answers that did.
   std::vector<AppendOutcome> append_many(std::string_view mailbox,
                                          std::span<const AppendMessage> messages,
                                          const std::function<bool()>& may_send = {});
@@ -176,6 +200,9 @@ class Client {
   void start_tls(const ClientOptions& options);
   void authenticate(const std::string& mechanism, const std::string& initial_response);
   MailboxInfo open_mailbox(const std::string& command, std::string_view mailbox);
+  void append_pipeline(std::string_view mailbox, std::span<const AppendMessage> messages,
+                       const std::function<bool()>& may_send, std::vector<AppendOutcome>& results,
+                       size_t& sent);
 
   std::unique_ptr<net::Stream> stream_;
   ResponseParser parser_;

@@ -167,6 +167,16 @@ class SyncStore {
   virtual void set_progress(const std::string& route, const Progress& progress) = 0;
   virtual void clear_progress(const std::string& route) = 0;
   virtual bool auth_required(const std::string& route) = 0;
+
+  // An account that asked every client to back off (Outlook's "Suggested Backoff Time" for the
+  // whole mailbox): until when, and the server's words. Shared by every route and worker; a later
+  // time wins. Keyed "outlook:<email>".
+  struct Backoff {
+    TimePoint not_before;
+    std::string reason;
+  };
+  virtual std::optional<Backoff> account_backoff(const std::string& account, TimePoint now) = 0;
+  virtual void set_account_backoff(const std::string& account, const Backoff& backoff) = 0;
 };
 
 std::unique_ptr<SyncStore> make_pg_sync_store(const std::string& database_url,
