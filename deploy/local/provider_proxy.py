@@ -313,14 +313,18 @@ class Session:
 
     # ---- client -> server -------------------------------------------------------------------
     async def read_client_line(self):
-        idle = self.proxy.rules.setting(self.user, "idle_drop") if self.user else None
-        if idle:
-            try:
-                return await asyncio.wait_for(self.creader.readline(), idle["seconds"])
-            except asyncio.TimeoutError:
+        """The client's next line; b"" once an idle_drop rule (set now or later) says so."""
+        started = time.monotonic()
+        reading = asyncio.ensure_future(self.creader.readline())
+        while True:
+            done, _ = await asyncio.wait({reading}, timeout=0.2)
+            if done:
+                return reading.result()
+            idle = self.proxy.rules.setting(self.user, "idle_drop") if self.user else None
+            if idle and time.monotonic() - started >= idle["seconds"] and not self.outstanding:
+                reading.cancel()
                 self.proxy.log(f"{self.kind}: {self.user}: idle {idle['seconds']} s, dropped")
                 return b""
-        return await self.creader.readline()
 
     async def from_client(self):
         while True:

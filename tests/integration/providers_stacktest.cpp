@@ -7,6 +7,7 @@
 
 #include "mailsync/imap/errors.hpp"
 #include "route_sync_fixture.hpp"
+#include "support/wait_for.hpp"
 
 namespace {
 
@@ -198,6 +199,80 @@ TEST_F(ProvidersTest, AThrottleThenByeMidPipelineKeepsWhatWasStoredAndTheMailbox
   EXPECT_EQ(after.result.stats.appended, 6);
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
             std::multiset<std::string>(sent.begin(), sent.end()));
+}
+
+// Outlook.com drops idle connections without a BYE. Before, the next run took the dead pooled
+// connection and failed; now a pooled connection is checked (NOOP) and replaced.
+TEST_F(ProvidersTest, AnIdleConnectionTheServerDroppedSilentlyIsReplacedBeforeUse) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  seed_many(2, "a");
+  ASSERT_EQ(run(route_).result.stats.appended, 2);
+  ASSERT_EQ(pool_.idle_count(), 1u) << "the Outlook connection went back to the pool";
+  ProviderRules rules(outlook_user_, {{{"action", "idle_drop"}, {"seconds", 1}}});
+  ASSERT_TRUE(mailsync::testing::wait_for(
+      [&] { return mailsync::testing::provider_stats(outlook_user_)["connections"] == 0; },
+      std::chrono::seconds(10)))
+      << "the proxy drops the idle connection";
+  seed_many(2, "b");
+  const sync::SyncReport report = run(route_);
+  ASSERT_EQ(report.outcome, sync::SyncOutcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 2);
+}
+
+// "BAD User is authenticated but not connected." then "* BYE Connection closed. 14" as the answer
+// to the first command after a good AUTHENTICATE. A passing state (connection churn) is
+// reconnected; the same every time is auth_required with the likely causes (next test), never a
+// retry storm and never a message's failure.
+const nlohmann::json kNotConnected = {{"on", "*"},
+                                      {"first", true},
+                                      {"action", "respond"},
+                                      {"status", "BAD"},
+                                      {"text", "User is authenticated but not connected."},
+                                      {"bye", "Connection closed. 14"}};
+
+TEST_F(ProvidersTest, NotConnectedAfterLoginOnceIsReconnected) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  seed_many(2);
+  nlohmann::json once = kNotConnected;
+  once["times"] = 1;
+  ProviderRules rules(outlook_user_, {once});
+  const sync::SyncReport passing = run(route_);
+  ASSERT_EQ(passing.outcome, sync::SyncOutcome::kSucceeded) << passing.result.error;
+  EXPECT_EQ(passing.result.stats.appended, 2);
+  EXPECT_EQ(mailsync::testing::provider_stats(outlook_user_).value("rules_fired", 0), 1);
+}
+
+TEST_F(ProvidersTest, NotConnectedAfterEveryLoginIsAuthRequiredWithTheLikelyCauses) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  seed_many(1);
+  ProviderRules rules(outlook_user_, {kNotConnected});
+  const sync::SyncReport persisting = run(route_);
+  EXPECT_EQ(persisting.outcome, sync::SyncOutcome::kAuthRequired);
+  EXPECT_NE(persisting.result.error.find("IMAP.AccessAsUser.All"), std::string::npos)
+      << persisting.result.error;
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.failures"), "0");
+}
+
+// Gmail allows 15 connections per account; the 16th login gets the 400 challenge, then
+// "NO [ALERT] Too many simultaneous connections. (Failure)". That is a wait, never auth_required.
+TEST_F(ProvidersTest, TooManySimultaneousGmailConnectionsIsAWaitNeverAuthRequired) {
+  REQUIRE_PROVIDERS();
+  seed_many(1);
+  std::vector<std::unique_ptr<imap::Client>> held;
+  for (int i = 0; i < 15; ++i) held.push_back(gmail_as(user_));
+  const sync::SyncReport full = run(route_);
+  EXPECT_EQ(full.outcome, sync::SyncOutcome::kThrottled) << full.result.error;
+  EXPECT_NE(full.result.error.find("Too many simultaneous connections"), std::string::npos)
+      << full.result.error;
+  EXPECT_GT(full.result.retry_at, std::chrono::system_clock::now());
+  EXPECT_EQ(mailsync::testing::provider_stats(user_).value("refused_connections", 0), 1);
+  held.clear();
+  const sync::SyncReport later = run(route_);
+  ASSERT_EQ(later.outcome, sync::SyncOutcome::kSucceeded) << later.result.error;
+  EXPECT_EQ(later.result.stats.appended, 1);
 }
 
 }  // namespace

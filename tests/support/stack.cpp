@@ -67,7 +67,9 @@ ProviderRules::~ProviderRules() {
 }
 
 void ProviderRules::replace(const nlohmann::json& rules) {
-  control_post("/rules/" + user_, rules.dump());
+  // {rule} in a braced list is the rule itself, not a list of one.
+  control_post("/rules/" + user_,
+               (rules.is_array() ? rules : nlohmann::json::array({rules})).dump());
 }
 
 nlohmann::json provider_stats(const std::string& user) {

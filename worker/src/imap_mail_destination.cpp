@@ -4,9 +4,13 @@
 #include "mailsync/util/strings.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
+#include <thread>
 
+#include "mailsync/net/tls_stream.hpp"
 #include "mailsync/sync/imap_login.hpp"
+#include "mailsync/sync/outcome.hpp"
 #include "mailsync/sync/uid_set.hpp"
 #include "mailsync/util/sha256.hpp"
 
@@ -48,12 +52,49 @@ ImapMailDestination::ImapMailDestination(ImapPool& pool, std::string account,
       credential_(std::move(credential)),
       tokens_(tokens) {}
 
+// Outlook.com drops idle connections without a BYE, and may answer the first command after a good
+// AUTHENTICATE with "BAD User is authenticated but not connected." and "* BYE Connection closed.
+// 14" (the login cannot reach its mailbox: missing rights, the wrong account, or connect churn;
+// imapflow probes with NAMESPACE for it). So a pooled connection is checked with NOOP before use,
+// a new login is probed with NAMESPACE, and either failing means another connection: stale pooled
+// ones are skipped, new logins tried kLoginTries times with a pause between, the last with a fresh
+// access token. "Not connected" every time ends the route in auth_required with the likely causes.
 imap::Client& ImapMailDestination::client() {
-  if (!client_) {
-    client_ = pool_.acquire(account_);
-    if (!client_->authenticated()) login_xoauth2(*client_, account_, credential_, tokens_);
+  if (client_) return *client_;
+  constexpr int kLoginTries = 3;
+  std::string not_connected;
+  for (int logins = 0; logins < kLoginTries;) {
+    std::unique_ptr<imap::Client> candidate = pool_.acquire(account_);
+    const bool pooled = candidate->authenticated();
+    try {
+      if (pooled) {
+        candidate->noop();
+      } else {
+        ++logins;
+        if (logins == kLoginTries && !not_connected.empty())
+          tokens_.invalidate(credential_, tokens_.get(credential_).value);
+        login_xoauth2(*candidate, account_, credential_, tokens_);
+        candidate->probe_namespace();
+      }
+      client_ = std::move(candidate);
+      return *client_;
+    } catch (const imap::ImapError& e) {
+      if (imap::classify(e).reason == "not_connected") {
+        not_connected = util::safe_text(e.what());
+        if (logins < kLoginTries) std::this_thread::sleep_for(std::chrono::seconds(logins));
+        continue;
+      }
+      if (!pooled || e.status() != imap::Status::kBye) throw;
+    } catch (const net::TransportError&) {
+      if (!pooled) throw;  // a pooled one dropped while idle: the next
+    }
   }
-  return *client_;
+  throw SyncStop(SyncOutcome::kAuthRequired,
+                 credential_.label + ": the server accepted the login but refused the mailbox " +
+                     std::to_string(kLoginTries) + " times (" + not_connected +
+                     "). Likely causes: the account has no IMAP access or the app lacks "
+                     "IMAP.AccessAsUser.All, or OUTLOOK_EMAIL is not the account the refresh "
+                     "token belongs to.");
 }
 
 MailDestination::Folder ImapMailDestination::ensure_folder(const std::string& folder, bool create) {

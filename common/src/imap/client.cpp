@@ -328,6 +328,10 @@ void Client::noop() {
   run("NOOP", "NOOP");
 }
 
+void Client::probe_namespace() {
+  run("NAMESPACE", "NAMESPACE");
+}
+
 bool Client::idle(std::chrono::milliseconds timeout,
                   const std::function<bool(const Response&)>& on_event) {
   if (!has("IDLE")) throw ProtocolError(host_ + " does not support IDLE");

@@ -173,6 +173,9 @@ class Client {
   bool create(std::string_view mailbox);
   std::vector<ListData> list(std::string_view reference, std::string_view pattern);
   void noop();
+  // NAMESPACE (RFC 2342), answer ignored: the first command of a new login, to learn whether the
+  // mailbox is usable (Outlook.com: "BAD User is authenticated but not connected.").
+  void probe_namespace();
 
   // IDLE (RFC 2177): passes untagged responses to `on_event` until it returns false or `timeout`
   // passes, then DONE. Returns true when on_event ended it.
