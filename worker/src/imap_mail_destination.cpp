@@ -8,7 +8,9 @@
 #include <map>
 #include <thread>
 
+#include "mailsync/mail/rfc822.hpp"
 #include "mailsync/net/tls_stream.hpp"
+#include "mailsync/sync/arrival_match.hpp"
 #include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/outcome.hpp"
 #include "mailsync/sync/uid_set.hpp"
@@ -34,6 +36,34 @@ class HashSink final : public imap::FetchSink {
 
  private:
   std::map<uint32_t, util::Sha256> partial_;
+};
+
+// What arrived since a mark: UID, INTERNALDATE and the Message-ID from the header section.
+class ArrivalSink final : public imap::FetchSink {
+ public:
+  void body_begin(uint32_t seq, uint64_t) override { headers_[seq].clear(); }
+  void body_data(uint32_t seq, std::string_view bytes) override {
+    std::string& header = headers_[seq];
+    if (header.size() + bytes.size() <= kMaxHeader) header.append(bytes);
+  }
+  void fetched(const imap::FetchData& data) override {
+    if (!data.uid) return;
+    Arrival arrival;
+    arrival.uid = *data.uid;
+    if (const auto found = headers_.find(data.seq); found != headers_.end()) {
+      arrival.message_id = mail::extract_message_id(found->second);
+      headers_.erase(found);
+    }
+    if (data.internaldate)
+      if (const auto parsed = mail::parse_internaldate(*data.internaldate))
+        arrival.internaldate = parsed->instant;
+    arrivals.push_back(std::move(arrival));
+  }
+  std::vector<Arrival> arrivals;
+
+ private:
+  static constexpr size_t kMaxHeader = 64 << 10;  // one header field; more is not a Message-ID
+  std::map<uint32_t, std::string> headers_;
 };
 
 // SEARCH HEADER takes printable ASCII only (no CR/LF, no NUL, no 8-bit bytes); a Message-ID with
@@ -115,27 +145,66 @@ std::vector<imap::AppendOutcome> ImapMailDestination::append(
   return client().append_many(folder, messages, may_send);
 }
 
-// Found by Message-ID (else by size), then confirmed by SHA-256.
+std::optional<MailDestination::Mark> ImapMailDestination::folder_mark(const std::string& folder) {
+  const imap::MailboxInfo info = client().examine(folder);
+  if (info.uidvalidity == 0 || info.uidnext == 0) return std::nullopt;
+  return Mark{info.uidvalidity, info.uidnext};
+}
+
 std::vector<std::optional<uint32_t>> ImapMailDestination::find_arrivals(
     const std::string& folder, const std::vector<PendingClaim>& claims) {
   std::vector<std::optional<uint32_t>> found(claims.size());
   if (claims.empty()) return found;
   imap::Client& dest = client();
-  dest.examine(folder);
+  const imap::MailboxInfo info = dest.examine(folder);
+  // Claims by the mark recorded before their batch; one FETCH of what arrived since per mark.
+  std::map<uint32_t, std::vector<size_t>> by_mark;
   for (size_t i = 0; i < claims.size(); ++i) {
     const PendingClaim& claim = claims[i];
-    std::vector<uint32_t> candidates;
-    if (claim.message_id && searchable(*claim.message_id))
-      candidates = dest.uid_search(imap::SearchCriteria::header("Message-ID", *claim.message_id));
-    else if (claim.size)
-      candidates = dest.uid_search(imap::SearchCriteria::size_between(*claim.size, *claim.size));
-    if (candidates.empty() || claim.sha256_hex.empty()) continue;
-    HashSink hashes;
-    dest.uid_fetch(uid_set(candidates), "(UID BODY.PEEK[])", hashes);
-    for (const auto& [uid, sha] : hashes.hashes)
-      if (sha == claim.sha256_hex) found[i] = uid;
+    if (claim.dest_uidnext && claim.dest_uidvalidity == info.uidvalidity)
+      by_mark[*claim.dest_uidnext].push_back(i);
+    else if (!claim.dest_uidnext)
+      found[i] = find_by_bytes(dest, claim);  // from before marks were recorded
+    // else: the folder was recreated since (another UIDVALIDITY): nothing of it arrived there
+  }
+  for (const auto& [uidnext, members] : by_mark) {
+    ArrivalSink arrivals;
+    if (info.exists > 0)
+      dest.uid_fetch(std::to_string(uidnext) + ":*",
+                     "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", arrivals);
+    std::vector<Arrival> since;
+    for (const Arrival& a : arrivals.arrivals)
+      if (a.uid >= uidnext) since.push_back(a);  // "n:*" also names the highest UID below n
+    std::sort(since.begin(), since.end(),
+              [](const Arrival& a, const Arrival& b) { return a.uid < b.uid; });
+    std::vector<ExpectedCopy> expected;
+    for (const size_t i : members)
+      expected.push_back({claims[i].message_id, claims[i].internaldate});
+    const std::vector<ArrivalMatch> matches = match_arrivals(expected, since);
+    for (size_t k = 0; k < members.size(); ++k) {
+      if (matches[k].kind == ArrivalMatch::Kind::kFound) found[members[k]] = matches[k].uid;
+      if (matches[k].kind == ArrivalMatch::Kind::kUnsure)
+        found[members[k]] = find_by_bytes(dest, claims[members[k]]);
+    }
   }
   return found;
+}
+
+// Found by Message-ID (else by size), then confirmed by SHA-256: for a server that serves back the
+// bytes it was given.
+std::optional<uint32_t> ImapMailDestination::find_by_bytes(imap::Client& dest,
+                                                           const PendingClaim& claim) {
+  std::vector<uint32_t> candidates;
+  if (claim.message_id && searchable(*claim.message_id))
+    candidates = dest.uid_search(imap::SearchCriteria::header("Message-ID", *claim.message_id));
+  else if (claim.size)
+    candidates = dest.uid_search(imap::SearchCriteria::size_between(*claim.size, *claim.size));
+  if (candidates.empty() || claim.sha256_hex.empty()) return std::nullopt;
+  HashSink hashes;
+  dest.uid_fetch(uid_set(candidates), "(UID BODY.PEEK[])", hashes);
+  for (const auto& [uid, sha] : hashes.hashes)
+    if (sha == claim.sha256_hex) return uid;
+  return std::nullopt;
 }
 
 void ImapMailDestination::close(bool reusable) {

@@ -168,9 +168,15 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
 
   std::vector<SyncStore::ClaimRequest> requests;
   requests.reserve(to_copy.size());
-  for (const FetchedMessage* m : to_copy)
-    requests.push_back(
-        {m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size()), m->gm_msgid});
+  for (const FetchedMessage* m : to_copy) {
+    // The date the APPEND will name (commit() drops one APPEND cannot take): crash recovery
+    // recognises the copy by it.
+    std::optional<TimePoint> date;
+    if (m->internaldate)
+      if (const auto parsed = mail::parse_internaldate(*m->internaldate)) date = parsed->instant;
+    requests.push_back({m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size()),
+                        m->gm_msgid, date});
+  }
   const auto claims =
       db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, fence); });
   p->phases.mark("claim");
@@ -244,6 +250,19 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     }
     if (route.mark_seen) message.flags.emplace_back("\\Seen");
     messages.push_back(message);
+  }
+  // The folder's UIDNEXT before these APPENDs, with their claims: if the run ends before their
+  // answers are recorded, crash recovery looks only at what arrived since (invariant 3).
+  if (!p.appending.empty()) {
+    if (const auto mark = ports.destination.folder_mark(route.target_folder)) {
+      std::vector<uint32_t> uids;
+      for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
+      db([&](SyncStore& store) {
+        store.record_destination_mark(fence, key, uidvalidity, uids, mark->uidvalidity,
+                                      mark->uidnext);
+      });
+    }
+    p.phases.mark("mark");
   }
   std::vector<imap::AppendOutcome> outcomes;
   size_t sent_whole = messages.size();  // commands that went out whole

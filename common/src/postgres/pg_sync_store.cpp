@@ -49,13 +49,15 @@ FOR SHARE
 // The conditional insert of invariant 2; existing claims are reported as they are.
 constexpr Query kClaim{"sync_claim", R"sql(
 WITH input AS (
-  SELECT * FROM unnest($3::bigint[], $6::text[], $7::text[], $8::bigint[], $9::numeric[])
-           AS r(uid, message_id, sha256_hex, size, gm_msgid)
+  SELECT * FROM unnest($3::bigint[], $6::text[], $7::text[], $8::bigint[], $9::numeric[], $10::bigint[])
+           AS r(uid, message_id, sha256_hex, size, gm_msgid, internaldate)
 ),
 inserted AS (
   INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, attempt, message_id, sha256, size,
-                                   gm_msgid)
-  SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size, gm_msgid FROM input
+                                   gm_msgid, internaldate)
+  SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size, gm_msgid,
+         'epoch'::timestamptz + internaldate * interval '1 microsecond'
+  FROM input
   ON CONFLICT (route_key, uidvalidity, uid) DO NOTHING
   RETURNING uid
 )
@@ -88,6 +90,16 @@ cleared AS (
 SELECT count(*) FROM done
 )sql"};
 
+constexpr Query kDestinationMark{"sync_destination_mark", R"sql(
+WITH marked AS (
+  UPDATE mailsync.uid_claims SET dest_uidvalidity = $6, dest_uidnext = $7
+  WHERE route_key = $1 AND uidvalidity = $2 AND uid = ANY($3::bigint[]) AND state = 'PENDING'
+    AND job_id = $4 AND attempt = $5
+  RETURNING 1
+)
+SELECT count(*) FROM marked
+)sql"};
+
 constexpr Query kRelease{"sync_release", R"sql(
 WITH released AS (
   DELETE FROM mailsync.uid_claims
@@ -104,7 +116,8 @@ UPDATE mailsync.uid_claims c SET job_id = $2, attempt = $3
 WHERE c.route_key = $1 AND c.state = 'PENDING'
   AND NOT (c.job_id IS NOT DISTINCT FROM $2 AND c.attempt IS NOT DISTINCT FROM $3)
   AND NOT mailsync.attempt_may_be_running(c.job_id, c.attempt, $4::bigint * interval '1 millisecond')
-RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex'), c.gm_msgid::text
+RETURNING c.uidvalidity, c.uid, c.message_id, c.size, encode(c.sha256, 'hex'), c.gm_msgid::text,
+          (extract(epoch FROM c.internaldate) * 1000000)::bigint, c.dest_uidvalidity, c.dest_uidnext
 )sql"};
 
 // After the takeover: the PENDING claims still another attempt's (it may still be appending).
@@ -250,18 +263,19 @@ class PgSyncStore final : public SyncStore {
                                        const Fence& fence) override {
     std::map<uint32_t, ClaimState> out;
     if (requests.empty()) return out;
-    TextArray uids, ids, shas, sizes, gm;
+    TextArray uids, ids, shas, sizes, gm, dates;
     for (const auto& r : requests) {
       uids.add(std::to_string(r.uid));
       ids.add_optional(stored(r.message_id));
       shas.add(r.sha256_hex);
       sizes.add(std::to_string(r.size));
       gm.add_optional(r.gm_msgid);
+      dates.add_time(r.internaldate);
     }
     fenced(fence, [&](pqxx::work& work) {  // committed, so durable, before any APPEND (invariant 2)
       const pqxx::result r =
           exec(work, kClaim, route, int64_t{uidvalidity}, uids.str(), fence.job_id, fence.attempt,
-               ids.str(), shas.str(), sizes.str(), gm.str());
+               ids.str(), shas.str(), sizes.str(), gm.str(), dates.str());
       for (const auto& row : r) {
         ClaimState state;
         const auto kind = row[1].as<std::string>();
@@ -300,6 +314,18 @@ class PgSyncStore final : public SyncStore {
     });
   }
 
+  void record_destination_mark(const Fence& fence, const std::string& route, uint32_t uidvalidity,
+                               const std::vector<uint32_t>& uids, uint32_t dest_uidvalidity,
+                               uint32_t dest_uidnext) override {
+    if (uids.empty()) return;
+    fenced(fence, [&](pqxx::work& work) {
+      const pqxx::result r =
+          exec(work, kDestinationMark, route, int64_t{uidvalidity}, uid_array(uids), fence.job_id,
+               fence.attempt, int64_t{dest_uidvalidity}, int64_t{dest_uidnext});
+      expect_own(fence, "record_destination_mark", r[0][0].as<size_t>(), uids.size());
+    });
+  }
+
   void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                const std::vector<uint32_t>& uids) override {
     if (uids.empty()) return;
@@ -323,6 +349,10 @@ class PgSyncStore final : public SyncStore {
         if (!row[3].is_null()) claim.size = row[3].as<int64_t>();
         if (!row[4].is_null()) claim.sha256_hex = row[4].as<std::string>();
         if (!row[5].is_null()) claim.gm_msgid = std::stoull(row[5].as<std::string>());
+        if (!row[6].is_null())
+          claim.internaldate = postgres::detail::from_micros(row[6].as<int64_t>());
+        if (!row[7].is_null()) claim.dest_uidvalidity = row[7].as<uint32_t>();
+        if (!row[8].is_null()) claim.dest_uidnext = row[8].as<uint32_t>();
         out.claims.push_back(claim);
       }
       out.in_doubt = exec(work, kInDoubt, route, fence.job_id, fence.attempt)[0][0].as<int64_t>();

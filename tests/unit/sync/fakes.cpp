@@ -188,6 +188,7 @@ std::map<uint32_t, ClaimState> FakeSyncStore::claim(const std::string& route, ui
     if (found == claims.end()) {
       claims[key] = {"PENDING", fence.job_id, fence.attempt, r.message_id, r.sha256_hex,
                      r.size,    {},           r.gm_msgid};
+      claims[key].internaldate = r.internaldate;
       out[r.uid] = {ClaimState::Kind::kClaimed};
     } else {
       out[r.uid] = {
@@ -216,6 +217,22 @@ void FakeSyncStore::finalize(const Fence& fence, const std::string& route, uint3
     found->second.size = c.size;
     if (c.gm_msgid) found->second.gm_msgid = c.gm_msgid;  // as coalesce() in sync_finalize
     failures.erase(key);
+  }
+}
+
+void FakeSyncStore::record_destination_mark(const Fence& fence, const std::string& route,
+                                            uint32_t uidvalidity, const std::vector<uint32_t>& uids,
+                                            uint32_t dest_uidvalidity, uint32_t dest_uidnext) {
+  hook("record_destination_mark");
+  fence_check(fence);
+  for (const uint32_t uid : uids) {
+    const auto found = claims.find({route, uidvalidity, uid});
+    expect_own(fence, found == claims.end() ? nullptr : &found->second);
+  }
+  for (const uint32_t uid : uids) {
+    Claim& claim = claims.at({route, uidvalidity, uid});
+    claim.dest_uidvalidity = dest_uidvalidity;
+    claim.dest_uidnext = dest_uidnext;
   }
 }
 
@@ -293,7 +310,8 @@ SyncStore::Adopted FakeSyncStore::adopt_pending(const Fence& fence, const std::s
     claim.job_id = fence.job_id;
     claim.attempt = fence.attempt;
     out.claims.push_back({std::get<1>(key), std::get<2>(key), claim.message_id, claim.size,
-                          claim.sha256_hex, claim.gm_msgid});
+                          claim.sha256_hex, claim.gm_msgid, claim.internaldate,
+                          claim.dest_uidvalidity, claim.dest_uidnext});
   }
   return out;
 }

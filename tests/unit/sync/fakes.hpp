@@ -101,6 +101,9 @@ class FakeDestination final : public MailDestination {
   std::vector<imap::AppendOutcome> append(const std::string& folder,
                                           std::span<const imap::AppendMessage> messages,
                                           const std::function<bool()>& may_send) override;
+  std::optional<Mark> folder_mark(const std::string&) override {
+    return Mark{uidvalidity, next_uid};
+  }
   std::vector<std::optional<uint32_t>> find_arrivals(
       const std::string& folder, const std::vector<PendingClaim>& claims) override;
   void close(bool reusable) override { closed_reusable = reusable; }
@@ -118,6 +121,9 @@ class FakeSyncStore final : public SyncStore {
     int64_t size = 0;
     std::optional<uint32_t> dest_uid;
     std::optional<uint64_t> gm_msgid;
+    std::optional<TimePoint> internaldate;
+    std::optional<uint32_t> dest_uidvalidity;
+    std::optional<uint32_t> dest_uidnext;
   };
   struct FailureRow {
     Failure failure;
@@ -151,6 +157,9 @@ class FakeSyncStore final : public SyncStore {
                                        const Fence& fence) override;
   void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                 const std::vector<Copied>& copied) override;
+  void record_destination_mark(const Fence& fence, const std::string& route, uint32_t uidvalidity,
+                               const std::vector<uint32_t>& uids, uint32_t dest_uidvalidity,
+                               uint32_t dest_uidnext) override;
   void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                const std::vector<uint32_t>& uids) override;
   std::map<uint32_t, int> failure_retry_counts(const std::string& route, uint32_t uidvalidity,

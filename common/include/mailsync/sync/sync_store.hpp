@@ -77,7 +77,12 @@ struct PendingClaim {
   std::optional<std::string> message_id;
   std::optional<int64_t> size;
   std::string sha256_hex;
-  std::optional<uint64_t> gm_msgid;  // recorded with the claim, so a reconciled DONE keeps it
+  std::optional<uint64_t> gm_msgid;       // recorded with the claim, so a reconciled DONE keeps it
+  std::optional<TimePoint> internaldate;  // the date its APPEND named (none: the server chose)
+  // The destination folder before its batch's APPENDs (record_destination_mark); unset for a
+  // batch never sent, or a claim from before migration 0006.
+  std::optional<uint32_t> dest_uidvalidity;
+  std::optional<uint32_t> dest_uidnext;
 };
 
 // How far a long run has come, for `mailsync status` (mailsync.route_progress).
@@ -114,6 +119,7 @@ class SyncStore {
     std::string sha256_hex;
     int64_t size = 0;
     std::optional<uint64_t> gm_msgid;
+    std::optional<TimePoint> internaldate;  // the date the APPEND will name, if any
   };
   virtual std::map<uint32_t, ClaimState> claim(const std::string& route, uint32_t uidvalidity,
                                                const std::vector<ClaimRequest>& requests,
@@ -122,6 +128,11 @@ class SyncStore {
   // PENDING claims: any other (not ours, or no longer PENDING) throws LeaseLost, nothing written.
   virtual void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                         const std::vector<Copied>& copied) = 0;
+  // Records the destination folder's UIDVALIDITY and UIDNEXT with the fence's own PENDING claims,
+  // before their APPENDs are sent: crash recovery looks only at what arrived since. Fenced.
+  virtual void record_destination_mark(const Fence& fence, const std::string& route,
+                                       uint32_t uidvalidity, const std::vector<uint32_t>& uids,
+                                       uint32_t dest_uidvalidity, uint32_t dest_uidnext) = 0;
   // Drops the fence's own PENDING claims whose APPEND failed or never happened, so a later run can
   // claim them again. Same rule as finalize.
   virtual void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,

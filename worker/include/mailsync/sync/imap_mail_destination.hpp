@@ -20,12 +20,14 @@ class ImapMailDestination final : public MailDestination {
   std::vector<imap::AppendOutcome> append(const std::string& folder,
                                           std::span<const imap::AppendMessage> messages,
                                           const std::function<bool()>& may_send) override;
+  std::optional<Mark> folder_mark(const std::string& folder) override;
   std::vector<std::optional<uint32_t>> find_arrivals(
       const std::string& folder, const std::vector<PendingClaim>& claims) override;
   void close(bool reusable) override;
 
  private:
   imap::Client& client();
+  std::optional<uint32_t> find_by_bytes(imap::Client& dest, const PendingClaim& claim);
 
   ImapPool& pool_;
   std::string account_;

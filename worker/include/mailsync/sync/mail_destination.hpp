@@ -29,8 +29,19 @@ class MailDestination {
                                                   std::span<const imap::AppendMessage> messages,
                                                   const std::function<bool()>& may_send) = 0;
 
+  // The folder's UIDVALIDITY and UIDNEXT now (EXAMINE): recorded with a batch's claims before its
+  // APPENDs. Unset when the server does not say.
+  struct Mark {
+    uint32_t uidvalidity = 0;
+    uint32_t uidnext = 0;
+  };
+  virtual std::optional<Mark> folder_mark(const std::string& folder) = 0;
+
   // Crash recovery: for each claim a crashed run left PENDING, the destination UID of its copy
-  // if the copy arrived (same SHA-256), in the order of `claims`.
+  // if the copy arrived, in the order of `claims`. Claims with a recorded mark are looked for
+  // among what arrived since it, by Message-ID and INTERNALDATE, one FETCH per mark (the bytes
+  // served back are not trusted: arrival_match.hpp); others by Message-ID (else size) confirmed
+  // by SHA-256.
   virtual std::vector<std::optional<uint32_t>> find_arrivals(
       const std::string& folder, const std::vector<PendingClaim>& claims) = 0;
 
