@@ -73,7 +73,10 @@ class AppendInterrupted : public std::runtime_error {
  public:
   AppendInterrupted(std::vector<AppendOutcome> answered, size_t sent_whole, std::exception_ptr why,
                     const std::string& what)
-      : std::runtime_error(what), results(std::move(answered)), sent(sent_whole), cause(why) {}
+      : std::runtime_error(what),
+        results(std::move(answered)),
+        sent(sent_whole),
+        cause(std::move(why)) {}
   bool stopped_after_refusal() const {
     return !results.empty() && std::holds_alternative<ImapError>(results.back()) &&
            std::get<ImapError>(results.back()).status() != Status::kBye;
