@@ -8,6 +8,8 @@
 #   stops it all.
 #
 #   deploy/local/demo.sh            (KEEP_STACK=1 leaves the stack running and prints its env file)
+#   MAILSYNC_STACK_PROFILE=providers deploy/local/demo.sh   the servers behave like Gmail and
+#                                   Outlook.com (deploy/local/provider_proxy.py)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -27,7 +29,7 @@ if [[ -z ${KEEP_STACK:-} ]]; then trap 'deploy/local/down.sh "$stack" >/dev/null
 export SYNC_ROUTES_FILE=$MAILSYNC_STACK_ROUTES_FILE LOG_LEVEL=warn LOG_FORMAT=text
 # As in production: the Outlook refresh token in a file, so its rotations are written back there.
 export MS_REFRESH_TOKEN="file:$MAILSYNC_STACK_DIR/secrets/me.refresh_token"
-echo "   stack in $stack; routes from $SYNC_ROUTES_FILE:"
+echo "   stack in $stack, profile $MAILSYNC_STACK_PROFILE; routes from $SYNC_ROUTES_FILE:"
 mailsync routes | sed 's/^/   /'
 mailsync migrate | tail -1 | sed 's/^/   /'
 mailsync dynamo create-table | sed 's/^/   /'
