@@ -45,6 +45,8 @@ connection's first command after login ("first": true) or for a FETCH whose UIDs
                                       by that much (Outlook serves MIME regenerated from its store)
   {"action": "bye_after_bytes", "bytes": B, "text": "Session expired, please login again"}
                                       after B bytes of answers on the connection: * BYE and close
+  {"action": "no_appenduid"}          APPEND's OK without [APPENDUID ...] (whether Outlook.com sends
+                                      it is not settled: both must work)
   {"action": "idle_drop", "seconds": T}
                                       a connection silent for T seconds is closed without a BYE
 
@@ -606,6 +608,9 @@ class Session:
                 self.commands_after_login = 0
             elif status == b"NO" and self.kind == "gmail":
                 return tag + b" NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)" + CRLF
+        if (cmd is not None and cmd.name == "APPEND" and status == b"OK" and self.user
+                and self.proxy.rules.setting(self.user, "no_appenduid")):
+            return re.sub(rb" \[APPENDUID [^\]]*\]", b"", line)
         if cmd is not None and cmd.name == "FETCH" and getattr(cmd, "failed", False) and status == b"OK":
             return tag + b" NO Some messages could not be FETCHed (Failure)" + CRLF
         return self.rewrite_codes(line)

@@ -332,4 +332,22 @@ TEST_F(ProvidersTest, ACrashAfterAnAppendIsReconciledAlthoughTheDestinationServe
                                         util::Sha256::hex_of(not_appended)}));
 }
 
+// Whether Outlook.com answers APPEND with APPENDUID is not settled: without it the copies are DONE
+// without a destination UID, and a crash is still reconciled by what arrived since the mark.
+TEST_F(ProvidersTest, AppendsWithoutAppenduidAreDoneAndNotCopiedTwice) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  const std::vector<std::string> sent = seed_many(3);
+  ProviderRules rules(outlook_user_, {{{"action", "no_appenduid"}}});
+  const sync::SyncReport first = run(route_);
+  ASSERT_EQ(first.outcome, sync::SyncOutcome::kSucceeded) << first.result.error;
+  EXPECT_EQ(first.result.stats.appended, 3);
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE' AND "
+                            "dest_uid IS NULL"),
+            "3");
+  EXPECT_EQ(run(route_).result.stats.appended, 0);
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
+            std::multiset<std::string>(sent.begin(), sent.end()));
+}
+
 }  // namespace
