@@ -59,6 +59,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 import ssl
 import sys
 import time
@@ -371,8 +372,27 @@ class Session:
         await self.to_client(f"{cmd.tag} {status} {text}".encode() + CRLF)
         if bye:
             await self.to_client(f"* BYE {bye}".encode() + CRLF)
+            await self.hang_up()
             return False
         return True
+
+    async def hang_up(self):
+        """Closes as a server that stops reading does: what it wrote is delivered (FIN), what the
+        client still sends is not read, and the connection is then reset, so a client still
+        writing a pipeline sees its write fail with the answers waiting in its receive buffer."""
+        transport = self.cwriter.transport
+        transport.pause_reading()
+        for _ in range(100):
+            if transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.01)
+        sock = transport.get_extra_info("socket")
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+        transport.abort()
 
     async def handle(self, cmd, too_long):
         stats = self.proxy.stats.of(self.user) if self.user else None

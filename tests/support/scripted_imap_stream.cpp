@@ -21,6 +21,14 @@ size_t ScriptedImapStream::read_some(char* buffer, size_t capacity) {
 }
 
 void ScriptedImapStream::write_all(std::string_view bytes) {
+  if (fail_writes_after && written_ + bytes.size() > *fail_writes_after) {
+    from_client_.append(
+        bytes.substr(0, *fail_writes_after - std::min(written_, *fail_writes_after)));
+    written_ = *fail_writes_after;
+    serve();
+    throw net::TransportError(net::TransportErrorKind::kClosed, "scripted: connection reset");
+  }
+  written_ += bytes.size();
   from_client_.append(bytes);
   serve();
 }

@@ -7,6 +7,7 @@
 // bytes the script does not give, read_some throws kClosed: a test never hangs.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,11 +37,15 @@ class ScriptedImapStream final : public net::Stream {
   std::vector<ScriptedCommand> commands;
   // When set, every read gives one byte after this long: a server trickling its answer.
   std::chrono::milliseconds trickle{0};
+  // When set, the connection breaks once the client has written this many bytes: the write that
+  // crosses it throws kClosed (the server saw what came before; its answers stay readable).
+  std::optional<size_t> fail_writes_after;
 
  private:
   void serve();
 
   Server server_;
+  size_t written_ = 0;
   std::string to_client_;
   std::string from_client_;
   ScriptedCommand current_;

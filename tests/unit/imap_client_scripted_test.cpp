@@ -56,6 +56,56 @@ TEST(ImapClientScripted, WithoutMultiappendEachMessageIsItsOwnAppendAndKeepsItsO
   EXPECT_EQ(std::get<AppendResult>(outcomes[2]).uidvalidity, 5u);
 }
 
+// Outlook.com throttling in the middle of a pipeline: "BAD Request is throttled ..." then "* BYE
+// Connection closed. 14". The answers before it are kept (before, the BYE threw them away), and
+// the server is known to have stopped after the refusal.
+std::string throttle_third(const ScriptedCommand& c, int& seen) {
+  if (++seen < 3)
+    return c.tag + " OK [APPENDUID 5 " + std::to_string(seen) + "] APPEND completed.\r\n";
+  if (seen == 3)
+    return c.tag +
+           " BAD Request is throttled. Suggested Backoff Time: 89117 milliseconds\r\n"
+           "* BYE Connection closed. 14\r\n";
+  return "";  // closed: nothing more is answered
+}
+
+TEST(ImapClientScripted, AByeMidPipelineKeepsTheAnswersBeforeIt) {
+  int seen = 0;
+  auto s =
+      connect(kOutlookGreeting, [&](const ScriptedCommand& c) { return throttle_third(c, seen); });
+  const std::string m = "Subject: m\r\n\r\nm\r\n";
+  const std::vector<AppendMessage> messages(5, AppendMessage{m});
+  try {
+    s.client->append_many("Gmail/alice", messages);
+    FAIL() << "expected AppendInterrupted";
+  } catch (const AppendInterrupted& e) {
+    ASSERT_EQ(e.results.size(), 3u);
+    EXPECT_EQ(std::get<AppendResult>(e.results[1]).uid, 2u);
+    EXPECT_EQ(std::get<ImapError>(e.results[2]).status(), Status::kBad);
+    EXPECT_TRUE(e.stopped_after_refusal());
+    EXPECT_EQ(e.sent, 5u);
+  }
+}
+
+// The same while the pipeline is still going out: the write fails first (the server stopped
+// reading and reset the connection); the answers waiting in the receive buffer are still read.
+TEST(ImapClientScripted, AWriteThatFailsMidPipelineStillReadsTheAnswersThatCame) {
+  int seen = 0;
+  auto s =
+      connect(kOutlookGreeting, [&](const ScriptedCommand& c) { return throttle_third(c, seen); });
+  const std::string m = "Subject: m\r\n\r\n" + std::string(1000, 'm') + "\r\n";
+  s.stream->fail_writes_after = 3 * (m.size() + 60);  // inside the fourth APPEND
+  const std::vector<AppendMessage> messages(5, AppendMessage{m});
+  try {
+    s.client->append_many("Gmail/alice", messages);
+    FAIL() << "expected AppendInterrupted";
+  } catch (const AppendInterrupted& e) {
+    ASSERT_EQ(e.results.size(), 3u) << "the answers that came before the break";
+    EXPECT_TRUE(e.stopped_after_refusal());
+    EXPECT_EQ(e.sent, 3u) << "the fourth was cut off: never sent whole";
+  }
+}
+
 // route_sync's lease check (may_send): between commands it ends the batch early; inside a command
 // it cuts the command off, so the server never sees it complete and stores nothing of it.
 TEST(ImapClientScripted, ToldToStopBetweenAppendsItSendsNothingMoreAndReturnsWhatWasSent) {

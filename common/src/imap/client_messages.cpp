@@ -285,31 +285,46 @@ void Client::append_pipeline(std::string_view mailbox, std::span<const AppendMes
       }
     }
     std::vector<std::string> tags;
-    for (; next < end && (tags.empty() || allowed()); ++next) {
-      const std::string tag = next_tag();
-      const std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox) +
-                                  append_message_arguments(messages[next], true);
-      const std::string_view body = messages[next].bytes;
-      if (body.size() < (64u << 10) && !may_send) {
-        send(command + std::string(body) + "\r\n");
-      } else if (body.size() < (64u << 10)) {
-        send(command + std::string(body));
-        within_command({}, true);
-      } else {  // a large message goes out as it is, not copied into the command
-        send(command);
-        within_command(body, true);
+    auto read_answers = [&] {
+      for (const std::string& tag : tags) {
+        try {
+          results.emplace_back(append_result(wait_tagged(tag, "APPEND", nullptr)));
+        } catch (const ImapError& e) {
+          if (e.status() == Status::kBye) throw;
+          results.emplace_back(e);
+        }
       }
-      tags.push_back(tag);
-      ++sent;
-    }
-    for (const std::string& tag : tags) {
+    };
+    try {
+      for (; next < end && (tags.empty() || allowed()); ++next) {
+        const std::string tag = next_tag();
+        const std::string command = tag + " APPEND " + encode_mailbox_argument(mailbox) +
+                                    append_message_arguments(messages[next], true);
+        const std::string_view body = messages[next].bytes;
+        if (body.size() < (64u << 10) && !may_send) {
+          send(command + std::string(body) + "\r\n");
+        } else if (body.size() < (64u << 10)) {
+          send(command + std::string(body));
+          within_command({}, true);
+        } else {  // a large message goes out as it is, not copied into the command
+          send(command);
+          within_command(body, true);
+        }
+        tags.push_back(tag);
+        ++sent;
+      }
+    } catch (const net::TransportError&) {
+      // The server closed while the pipeline was still going out (Outlook: a throttling BAD and
+      // BYE after the first few of a batch of large messages). Its answers to what it did read
+      // are likely still in the receive buffer: read what can be read, then report the break.
       try {
-        results.emplace_back(append_result(wait_tagged(tag, "APPEND", nullptr)));
-      } catch (const ImapError& e) {
-        if (e.status() == Status::kBye) throw;
-        results.emplace_back(e);
+        read_answers();
+      } catch (const std::exception&) {
+        // as far as it goes: the rest is AppendInterrupted's to tell
       }
+      throw;
     }
+    read_answers();
     if (next < messages.size() && !non_synchronizing(messages[next]) &&
         allowed()) {  // one synchronizing literal
       const AppendMessage& message = messages[next++];
