@@ -61,7 +61,7 @@ outlook_user=me@outlook.test
 # Outlook mailboxes of their own for tests whose provider rules would disturb others on the shared
 # one (throttling a mailbox throttles every route into it).
 outlook_test_users=()
-for i in $(seq -w 1 20); do outlook_test_users+=("out$i@outlook.test"); done
+for i in $(seq -w 1 60); do outlook_test_users+=("out$i@outlook.test"); done
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 imap_password=$(random)
 google_client_id="emu-google-client.apps.googleusercontent.test"

@@ -54,7 +54,7 @@ std::unique_ptr<imap::Client> logged_in_client(Server server);
 // One of the stack's spare Gmail mailboxes (sync01..sync60@gmail.test), claimed for this test
 // process alone (a lock file in the stack directory), with its INBOX emptied.
 std::string claim_gmail_user();
-// One of the stack's spare Outlook mailboxes (out01..out20@outlook.test), claimed for this test
+// One of the stack's spare Outlook mailboxes (out01..out60@outlook.test), claimed for this test
 // process alone: for provider rules that act on a whole mailbox.
 std::string claim_outlook_user();
 // A client logged in with XOAUTH2 as `user` of `server`, with a token minted for it.
