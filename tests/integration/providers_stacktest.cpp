@@ -275,6 +275,30 @@ TEST_F(ProvidersTest, TooManySimultaneousGmailConnectionsIsAWaitNeverAuthRequire
   EXPECT_EQ(later.result.stats.appended, 1);
 }
 
+// Gmail's bandwidth limit in the middle of a FETCH: "* BYE Session expired, please login again".
+// The run ends to be retried (nothing was claimed for the batch being fetched); the next one copies
+// everything exactly once.
+TEST_F(ProvidersTest, ASessionExpiredMidFetchIsRetriedAndCopiesEverythingOnce) {
+  REQUIRE_PROVIDERS();
+  std::vector<std::string> sent;
+  for (int i = 0; i < 20; ++i)  // 80 KB of bodies; what comes before the FETCH is under 10 KB
+    sent.push_back(seed(mailsync::testing::message("Message-ID: <s" + std::to_string(i) + "@x>\r\n",
+                                                   std::string(4000, 's') + "\r\n")));
+  {
+    ProviderRules rules(user_, {{{"action", "bye_after_bytes"},
+                                 {"bytes", 20000},
+                                 {"text", "Session expired, please login again"}}});
+    const sync::SyncReport cut = run(route_);
+    EXPECT_EQ(cut.result.outcome, queue::Outcome::kFailed) << "retried with backoff";
+    EXPECT_NE(cut.result.error.find("Session expired"), std::string::npos) << cut.result.error;
+    EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims"), "0");
+  }
+  const sync::SyncReport after = run(route_);
+  ASSERT_EQ(after.outcome, sync::SyncOutcome::kSucceeded) << after.result.error;
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
+            std::multiset<std::string>(sent.begin(), sent.end()));
+}
+
 // Outlook.com may serve a message back as MIME regenerated from its store, with another
 // RFC822.SIZE (the proxy's "regenerate" rule). Before, crash recovery searched by Message-ID and
 // compared the SHA-256 of what the destination served: no match, so the message was appended

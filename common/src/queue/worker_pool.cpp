@@ -80,6 +80,8 @@ JobResult run_noop(JobContext& context) {
       nlohmann::json::parse(context.job.args_json, nullptr, /*allow_exceptions=*/false);
   if (!args.is_object()) return JobResult::succeeded();
   if (const auto sleep = args.find("sleep_ms"); sleep != args.end() && sleep->is_number_integer()) {
+    // Tests wait for this line to know the job is executing, not only claimed.
+    spdlog::info("noop: sleeping {} ms", sleep->get<int64_t>());
     const auto until = SteadyClock::now() + milliseconds(sleep->get<int64_t>());
     // "ignore_cancel": a stand-in for a handler stuck in a call that cannot be interrupted.
     const bool ignore_cancel = args.value("ignore_cancel", false);
