@@ -174,11 +174,8 @@ void ImapMailSource::fetch_into(const std::vector<uint32_t>& uids, BatchSink& si
       if (!missing.empty()) sink.not_served(uids[0], util::safe_text(e.what()));
       return;
     }
+    // One left alone is asked for by itself (the first half is then empty).
     const auto half = missing.begin() + static_cast<long>(missing.size() / 2);
-    if (missing.size() == 1) {
-      fetch_into(missing, sink);
-      return;
-    }
     fetch_into({missing.begin(), half}, sink);
     fetch_into({half, missing.end()}, sink);
   }

@@ -26,6 +26,14 @@ constexpr std::chrono::minutes kClaimedElsewhereWait{5};
 // it every time for such a message, but a passing fault on its side says the same.
 constexpr int kUnservedRetries = 5;
 
+// The instant of the source's INTERNALDATE, when APPEND can take it (commit() appends without a
+// date it cannot): recorded with the claim and with the copy.
+std::optional<TimePoint> append_date(const FetchedMessage& m) {
+  if (!m.internaldate) return std::nullopt;
+  const auto parsed = mail::parse_internaldate(*m.internaldate);
+  return parsed ? std::optional(parsed->instant) : std::nullopt;
+}
+
 }  // namespace
 
 // Copies the plan's batches. Pipelined: while batch b is appended and finalized here, batch
@@ -169,13 +177,9 @@ std::unique_ptr<RouteSync::Run::Prepared> RouteSync::Run::prepare(uint32_t uidva
   std::vector<SyncStore::ClaimRequest> requests;
   requests.reserve(to_copy.size());
   for (const FetchedMessage* m : to_copy) {
-    // The date the APPEND will name (commit() drops one APPEND cannot take): crash recovery
-    // recognises the copy by it.
-    std::optional<TimePoint> date;
-    if (m->internaldate)
-      if (const auto parsed = mail::parse_internaldate(*m->internaldate)) date = parsed->instant;
+    // The date the APPEND will name: crash recovery recognises the copy by it.
     requests.push_back({m->uid, m->message_id, m->sha256_hex, static_cast<int64_t>(m->bytes.size()),
-                        m->gm_msgid, date});
+                        m->gm_msgid, append_date(*m)});
   }
   const auto claims =
       db([&](SyncStore& store) { return store.claim(key, uidvalidity, requests, fence); });
@@ -241,7 +245,7 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     imap::AppendMessage message{m->bytes, {}, m->internaldate};
     // A date the source sent that APPEND cannot take: the message goes without it (the server
     // dates it now) rather than not at all; its bytes are unchanged.
-    if (message.internaldate && !mail::parse_internaldate(*message.internaldate)) {
+    if (message.internaldate && !append_date(*m)) {
       log_line(spdlog::level::warn, "UID " + std::to_string(m->uid) +
                                         ": the source's INTERNALDATE '" +
                                         util::safe_text(*message.internaldate) +
@@ -310,11 +314,8 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
   for (size_t i = 0; i < answered; ++i) {
     const FetchedMessage& m = *p.appending[i];
     if (const auto* ok = std::get_if<imap::AppendResult>(&outcomes[i])) {
-      std::optional<TimePoint> date;
-      if (m.internaldate)
-        if (const auto parsed = mail::parse_internaldate(*m.internaldate)) date = parsed->instant;
       copied.push_back({m.uid, ok->uidvalidity, ok->uid, m.message_id, m.sha256_hex,
-                        static_cast<int64_t>(m.bytes.size()), date, m.gm_msgid});
+                        static_cast<int64_t>(m.bytes.size()), append_date(m), m.gm_msgid});
       mirror_done.push_back({m.uid, m.message_id, m.sha256_hex});
       ++stats.appended;
       stats.bytes += static_cast<int64_t>(m.bytes.size());
