@@ -1,7 +1,12 @@
 // `mailsync`: the admin command (DESIGN.md section 3).
 
+#include <iostream>
 #include "commands/commands.hpp"
+
 #include "mailsync/cli.hpp"
+#include "mailsync/config/config.hpp"
+#include "mailsync/exit_codes.hpp"
+#include "mailsync/log.hpp"
 
 int main(int argc, char** argv) {
   mailsync::cli::protect_memory();  // run-once and auth hold tokens and secrets
@@ -40,5 +45,18 @@ int main(int argc, char** argv) {
           "...; see README). Exit codes: 0 ok, 1 failure, 2 usage or configuration error,\n"
           "3 DynamoDB gate unavailable, 4 database unavailable.\n",
   };
+  // Variables kept in AWS Secrets Manager (AWS_SECRETS_MANAGER_SECRET_IDS) before any command reads
+  // one; --help and --version need none.
+  const std::string_view first = argc > 1 ? argv[1] : "";
+  if (!first.empty() && first != "--help" && first != "-h" && first != "help" &&
+      first != "--version") {
+    // Log lines to stderr (stdout is for the command's output, often JSON); a command that logs
+    // much (run-once) sets logging up again and reports a bad LOG_LEVEL or LOG_FORMAT.
+    (void)mailsync::init_logging("mailsync");
+    if (const auto& problems = mailsync::config::merge_secrets_manager_once(); !problems.empty()) {
+      for (const auto& problem : problems) std::cerr << "mailsync: " << problem << "\n";
+      return mailsync::exit_code::kUsage;
+    }
+  }
   return mailsync::cli::dispatch(program, argc, argv);
 }

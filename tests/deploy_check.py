@@ -5,7 +5,8 @@
   `kubectl kustomize` and `docker compose config` accepts the compose file (each when the tool can
   run here; says "skipped" otherwise).
 - systemd units pass `systemd-analyze verify` without a single warning.
-- AWS: the IAM policy allows exactly the DynamoDB operations the worker calls (least privilege), and
+- AWS: the IAM policy allows exactly the DynamoDB and Secrets Manager operations the code calls
+  (least privilege), on the named table and secrets, and
   the Terraform policy says the same.
 - Grafana: the dashboard is valid JSON; every SQL query in it and every ```sql block of README.md
   runs on a freshly migrated database; every metric it graphs is one the code exports.
@@ -118,22 +119,30 @@ def check_aws():
         used |= set(re.findall(r'call\("(\w+)"', source.read_text()))
     admin_only = {"CreateTable", "UpdateTimeToLive"}  # `mailsync dynamo create-table`, not the worker
     needed = {"dynamodb:" + op for op in used - admin_only}
+    secrets = set()
+    for source in (ROOT / "common/src/aws").glob("*.cpp"):
+        secrets |= set(re.findall(r'call\("(\w+)"', source.read_text()))
+    needed |= {"secretsmanager:" + op for op in secrets}
     policy = json.loads((ROOT / "deploy/aws/iam-policy.json").read_text())
     allowed = set()
     for statement in policy["Statement"]:
         allowed |= set(statement["Action"])
-        if statement["Resource"] == "*":
-            fail("the IAM policy must name the table, not *")
+        if statement["Resource"] == "*" or statement["Resource"].endswith(":secret:*"):
+            fail("the IAM policy must name the table and the secrets, not *")
+        services = {action.split(":")[0] for action in statement["Action"]}
+        if len(services) != 1:
+            fail(f"statement {statement.get('Sid')} mixes services {sorted(services)}")
     if allowed != needed:
-        fail(f"IAM policy allows {sorted(allowed)}, the worker calls {sorted(needed)}")
-    terraform = set(re.findall(r'"(dynamodb:\w+)"', (ROOT / "deploy/aws/dynamodb.tf").read_text()))
+        fail(f"IAM policy allows {sorted(allowed)}, the code calls {sorted(needed)}")
+    terraform = set(re.findall(r'"((?:dynamodb|secretsmanager):\w+)"',
+                               (ROOT / "deploy/aws/dynamodb.tf").read_text()))
     if terraform != allowed:
         fail(f"Terraform policy {sorted(terraform)} differs from iam-policy.json {sorted(allowed)}")
     tf = (ROOT / "deploy/aws/dynamodb.tf").read_text()
     if not re.search(r'ttl\s*{\s*attribute_name\s*=\s*"ttl"\s*enabled\s*=\s*true', tf):
         fail("the Terraform table must enable TTL on `ttl`")
     if len(failures) == before:
-        print(f"ok: IAM policy = the {len(needed)} DynamoDB operations the worker calls")
+        print(f"ok: IAM policy = the {len(needed)} DynamoDB and Secrets Manager operations the code calls")
 
 
 def metric_names():

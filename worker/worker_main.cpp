@@ -75,6 +75,10 @@ int main(int argc, char** argv) {
   }
 
   queue::WorkerConfig config;
+  if (const auto& problems = config::merge_secrets_manager_once(); !problems.empty()) {
+    for (const auto& problem : problems) std::cerr << "mailsync-worker: " << problem << "\n";
+    return exit_code::kUsage;
+  }
   config.database_url = cli::env("MAILSYNC_DATABASE_URL").value_or("");
   config.concurrency = vm["concurrency"].as<int>();
   config.prefetch = vm["prefetch"].as<int>();

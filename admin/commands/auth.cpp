@@ -13,6 +13,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/support.hpp"
+#include "mailsync/aws/secrets_manager.hpp"
 #include "mailsync/cli.hpp"
 #include "mailsync/config/secret.hpp"
 #include "mailsync/exit_codes.hpp"
@@ -113,6 +114,10 @@ int run_auth(std::span<const std::string> args) {
       ("port", po::value<int>()->default_value(0), "loopback port for the redirect (0: any free port)")
       ("no-browser", "only print the URL")
       ("write-file", po::value<std::string>(), "store the refresh token in this file (0600) instead of printing it")
+      ("write-secret-id", po::value<std::string>(),
+       "store the refresh token in this AWS Secrets Manager secret (ID or ARN; a JSON object whose "
+       "other keys are kept) instead of printing it; with --write-secret-key")
+      ("write-secret-key", po::value<std::string>(), "the key of the secret's JSON object to set")
       ("timeout-seconds", po::value<int>()->default_value(300), "how long to wait for the sign-in");
   // clang-format on
   po::positional_options_description positional;
@@ -126,6 +131,28 @@ int run_auth(std::span<const std::string> args) {
     return exit_code::kUsage;
   }
   const bool google = which == "gmail";
+  const std::string variable = google ? "GMAIL_REFRESH_TOKEN" : "MS_REFRESH_TOKEN";
+  std::optional<config::SecretStoreRef> write_secret;
+  if (vm.count("write-secret-id") || vm.count("write-secret-key")) {
+    const std::string id =
+        vm.count("write-secret-id") ? vm["write-secret-id"].as<std::string>() : "";
+    const std::string key =
+        vm.count("write-secret-key") ? vm["write-secret-key"].as<std::string>() : "";
+    if (id.empty() || key.empty() || vm.count("write-file")) {
+      std::cerr << "mailsync auth: --write-secret-id and --write-secret-key go together (e.g. "
+                   "--write-secret-id mailsync/prod --write-secret-key "
+                << variable << "), without --write-file\n";
+      return exit_code::kUsage;
+    }
+    // Before the sign-in: a secret that cannot be read or written is said now, not after it.
+    try {
+      aws::secrets_manager_from_env()->fetch(id);
+    } catch (const std::exception& e) {
+      std::cerr << "mailsync auth: " << e.what() << "\n";
+      return exit_code::kUsage;
+    }
+    write_secret = config::SecretStoreRef{id, key};
+  }
   const std::string tenant = cli::env("MS_TENANT").value_or("consumers");
   const std::string authorize_url =
       google
@@ -157,10 +184,12 @@ int run_auth(std::span<const std::string> args) {
         std::cerr << "mailsync auth: --client-secret -: standard input held no secret\n";
         return exit_code::kUsage;
       }
-    } else if (!secret_spec.starts_with("env:") && !secret_spec.starts_with("file:")) {
+    } else if (!secret_spec.starts_with("env:") && !secret_spec.starts_with("file:") &&
+               !secret_spec.starts_with("aws-sm:")) {
       // Refused, not just warned about: by now it has been in /proc/PID/cmdline and perhaps the
       // shell's history, so say where to rotate it too.
-      std::cerr << "mailsync auth: --client-secret takes env:NAME, file:PATH or - (standard "
+      std::cerr << "mailsync auth: --client-secret takes env:NAME, file:PATH, aws-sm:ID#KEY or - "
+                   "(standard "
                    "input), not the secret itself: a command line is readable by every user of "
                    "this machine (ps). Rotate that secret if this machine is shared, and give it "
                    "as, e.g., --client-secret env:"
@@ -265,9 +294,15 @@ int run_auth(std::span<const std::string> args) {
     }
     listener.respond(200, kDonePage);
 
-    const std::string variable = google ? "GMAIL_REFRESH_TOKEN" : "MS_REFRESH_TOKEN";
     nlohmann::json out = {{"provider", which}, {"scope", grant.scope}};
-    if (vm.count("write-file")) {
+    if (write_secret) {
+      // Read-modify-write of the secret's object, the other keys kept (aws/secrets_manager.hpp).
+      config::secret_store()->write(write_secret->id, write_secret->key, *grant.refresh_token,
+                                    std::nullopt);
+      const std::string reference = "aws-sm:" + write_secret->id + "#" + write_secret->key;
+      out["secret"] = reference;
+      out["env_export"] = "export " + variable + "=" + shell_quote(reference);
+    } else if (vm.count("write-file")) {
       const std::string path = vm["write-file"].as<std::string>();
       config::write_secret_file(path, *grant.refresh_token);
       out["file"] = path;

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/exit_codes.hpp"
@@ -52,11 +53,43 @@ int dispatch(const Program& program, int argc, char** argv) {
   return exit_code::kUsage;
 }
 
+namespace {
+
+std::mutex overlay_mutex;
+std::map<std::string, OverlayValue>& overlay() {
+  static std::map<std::string, OverlayValue> values;
+  return values;
+}
+
+bool in_process_environment(const char* name) {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): nothing in mailsync writes the environment
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0';
+}
+
+}  // namespace
+
 std::optional<std::string> env(const char* name) {
   // NOLINTNEXTLINE(concurrency-mt-unsafe): nothing in mailsync writes the environment
   const char* value = std::getenv(name);
-  if (value == nullptr || *value == '\0') return std::nullopt;
-  return std::string(value);
+  if (value != nullptr && *value != '\0') return std::string(value);
+  const std::lock_guard lock(overlay_mutex);
+  const auto found = overlay().find(name);
+  if (found == overlay().end() || found->second.value.empty()) return std::nullopt;
+  return found->second.value;
+}
+
+void set_environment_overlay(std::map<std::string, OverlayValue> values) {
+  const std::lock_guard lock(overlay_mutex);
+  overlay() = std::move(values);
+}
+
+std::optional<std::string> env_origin(const char* name) {
+  if (in_process_environment(name)) return std::nullopt;
+  const std::lock_guard lock(overlay_mutex);
+  const auto found = overlay().find(name);
+  if (found == overlay().end() || found->second.value.empty()) return std::nullopt;
+  return found->second.origin;
 }
 
 IntSetting env_positive_int(const char* name, long fallback) {

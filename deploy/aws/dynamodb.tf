@@ -8,6 +8,13 @@ variable "table_name" {
   default = "mailsync"
 }
 
+# The Secrets Manager secrets mailsync reads (AWS_SECRETS_MANAGER_SECRET_IDS, aws-sm:ID#KEY) and
+# writes rotated refresh tokens into. Empty: no Secrets Manager statement.
+variable "secret_arns" {
+  type    = list(string)
+  default = []
+}
+
 resource "aws_dynamodb_table" "mailsync" {
   name         = var.table_name
   billing_mode = "PAY_PER_REQUEST"
@@ -53,11 +60,28 @@ data "aws_iam_policy_document" "mailsync_worker" {
     ]
     resources = [aws_dynamodb_table.mailsync.arn]
   }
+
+  # Read; and write a rotated token back as a compare and swap (PutSecretValue of a version
+  # labelled MAILSYNC_PENDING, then UpdateSecretVersionStage moving AWSCURRENT from the version
+  # read). A secret encrypted with a customer managed KMS key also needs kms:Decrypt and
+  # kms:GenerateDataKey on that key; the default aws/secretsmanager key needs nothing.
+  dynamic "statement" {
+    for_each = length(var.secret_arns) > 0 ? [1] : []
+    content {
+      sid = "MailsyncSecrets"
+      actions = [
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+      ]
+      resources = var.secret_arns
+    }
+  }
 }
 
 resource "aws_iam_policy" "mailsync_worker" {
   name        = "mailsync-worker"
-  description = "mailsync workers: the DynamoDB gate and mirror table, nothing else"
+  description = "mailsync workers: the DynamoDB gate and mirror table, and their Secrets Manager secrets"
   policy      = data.aws_iam_policy_document.mailsync_worker.json
 }
 

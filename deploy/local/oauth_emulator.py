@@ -28,6 +28,23 @@ AWS, for mailsync's credential chain (dynalite accepts any keys, so these only p
   GET  /container-credentials   the ECS / EKS Pod Identity endpoint (Authorization: the token)
   Counts in /admin/stats: sts_calls, container_calls.
 
+AWS Secrets Manager (AWS_ENDPOINT_URL_SECRETSMANAGER=http://127.0.0.1:PORT/): POST / with
+X-Amz-Target secretsmanager.GetSecretValue | PutSecretValue | UpdateSecretVersionStage, JSON 1.1.
+Unlike dynalite, every request's SigV4 signature is checked as AWS checks it (the canonical request
+rebuilt from the signed headers and the body's SHA-256, the key derived from the secret access
+key of the stack's keys in the seed or of credentials this emulator issued through STS or the
+container endpoint; the session token must match): UnrecognizedClientException for an unknown key,
+InvalidSignatureException for a wrong signature. Versions and staging labels as the API reference
+describes them: PutSecretValue without VersionStages moves AWSCURRENT (and AWSPREVIOUS), with them
+it does not; UpdateSecretVersionStage fails with InvalidParameterException when the label is on
+another version than RemoveFromVersionId (API_UpdateSecretVersionStage).
+  POST /admin/secret {"name", "string"?, "denied"?, "get_delay_ms"?}  create or set a secret (a new
+                     AWSCURRENT version), refuse access to it (AccessDeniedException), or delay every
+                     GetSecretValue of it (to make writers race)
+  GET  /admin/secret?name=N  {"string", "versions", "arn"}
+  Counts in /admin/stats: sm_calls {operation: n}, sm_refused (signature, key, access),
+  sm_stage_conflicts.
+
 Errors follow RFC 6749 section 5.2: HTTP 400 {"error": "invalid_grant"} for an unknown, revoked or
 expired refresh token, 401 {"error": "invalid_client"} for a wrong client secret.
 
@@ -37,7 +54,9 @@ State is seeded from a JSON file (see up.sh): {"google": {"clients": {id: secret
 
 import argparse
 import base64
+import calendar
 import hashlib
+import hmac
 import json
 import secrets
 import sys
@@ -70,6 +89,11 @@ class State:
                       "introspections_active": 0, "grants_by_user": {}, "sts_calls": 0,
                       "container_calls": 0}
         self.aws_identities = {}  # web identity token -> role arn
+        # access key id -> {"secret", "session_token"}: the stack's keys and those issued here
+        self.aws_keys = {k: {"secret": v, "session_token": None}
+                         for k, v in seed.get("aws", {}).get("keys", {}).items()}
+        self.secrets = {}  # name -> {"arn", "versions": {id: {"string", "stages"}}, "denied", "get_delay_ms"}
+        self.stats.update({"sm_calls": {}, "sm_refused": 0, "sm_stage_conflicts": 0})
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -125,6 +149,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, self.state.stats)
         if url.path == "/container-credentials":
             return self.container_credentials()
+        if url.path == "/admin/secret":
+            with self.state.lock:
+                secret = self.state.secrets.get(query.get("name", ""))
+                if secret is None:
+                    return self.reply(404, {"error": "no such secret"})
+                current = self.current_version(secret)
+                return self.reply(200, {"string": secret["versions"][current]["string"],
+                                        "versions": len(secret["versions"]), "arn": secret["arn"],
+                                        "stages": {v: sorted(d["stages"]) for v, d in secret["versions"].items()}})
         if url.path == "/admin/issued":
             with self.state.lock:
                 return self.reply(200, {"access_tokens": self.state.issued.get(query.get("user", ""), [])})
@@ -135,7 +168,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         parts = [p for p in urllib.parse.urlsplit(self.path).path.split("/") if p]
+        target = self.headers.get("X-Amz-Target") or ""
+        if not parts and target.startswith("secretsmanager."):
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.secretsmanager(target[len("secretsmanager."):], self.rfile.read(length) if length else b"")
         body = self.read_body()
+        if parts == ["admin", "secret"]:
+            return self.admin_secret(body)
         if parts == ["sts"]:
             return self.sts(body)
         if parts == ["admin", "aws-identity"]:
@@ -157,11 +196,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- AWS credentials ------------------------------------------------------------------------
 
-    @staticmethod
-    def aws_credentials():
+    def aws_credentials(self):
         expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-        return ("ASIAEMU" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30),
-                "emu-session." + secrets.token_urlsafe(40), expiration)
+        key, secret, token = ("ASIAEMU" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30),
+                              "emu-session." + secrets.token_urlsafe(40))
+        with self.state.lock:  # Secrets Manager accepts what STS and the container endpoint issued
+            self.state.aws_keys[key] = {"secret": secret, "session_token": token}
+        return key, secret, token, expiration
 
     def sts(self, body):
         with self.state.lock:
@@ -194,6 +235,186 @@ class Handler(BaseHTTPRequestHandler):
         key, secret, token, expiration = self.aws_credentials()
         self.reply(200, {"AccessKeyId": key, "SecretAccessKey": secret, "Token": token,
                          "Expiration": expiration})
+
+    # --- AWS Secrets Manager ---------------------------------------------------------------------
+
+    def sm_error(self, status, aws_type, message):
+        data = json.dumps({"__type": aws_type, "Message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def sm_reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def check_sigv4(self, raw):
+        """None when the request is signed by a known key, else (type, message) as AWS answers."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            return "MissingAuthenticationTokenException", "Missing Authentication Token"
+        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",")
+                      if "=" in part)
+        try:
+            key_id, date, region, service, terminal = fields["Credential"].split("/")
+            signed = fields["SignedHeaders"].split(";")
+            signature = fields["Signature"]
+        except (KeyError, ValueError):
+            return "IncompleteSignatureException", "Authorization header requires Credential, SignedHeaders, Signature"
+        with self.state.lock:
+            known = self.state.aws_keys.get(key_id)
+        if known is None:
+            return "UnrecognizedClientException", "The security token included in the request is invalid."
+        if known["session_token"] is not None and self.headers.get("X-Amz-Security-Token") != known["session_token"]:
+            return "UnrecognizedClientException", "The security token included in the request is invalid."
+        if service != "secretsmanager" or terminal != "aws4_request" or "host" not in signed:
+            return "IncompleteSignatureException", "Credential should be scoped to secretsmanager/aws4_request"
+        amz_date = self.headers.get("X-Amz-Date") or ""
+        if not amz_date.startswith(date):
+            return "InvalidSignatureException", "Date in Credential scope does not match YYYYMMDD from X-Amz-Date"
+        try:
+            skew = abs(time.time() - calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
+        except ValueError:
+            skew = 1e9
+        if skew > 15 * 60:
+            return "InvalidSignatureException", "Signature expired: the request time is too far from now"
+        canonical_headers = "".join(
+            "%s:%s\n" % (name, " ".join((self.headers.get(name) or "").split())) for name in signed)
+        canonical = "\n".join(["POST", urllib.parse.urlsplit(self.path).path or "/", "", canonical_headers,
+                               ";".join(signed), hashlib.sha256(raw).hexdigest()])
+        scope = "/".join([date, region, service, terminal])
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        k = ("AWS4" + known["secret"]).encode()
+        for part in (date, region, service, terminal):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest(), signature):
+            return ("InvalidSignatureException",
+                    "The request signature we calculated does not match the signature you provided. "
+                    "Check your AWS Secret Access Key and signing method.")
+        return None
+
+    @staticmethod
+    def current_version(secret):
+        return next(v for v, d in secret["versions"].items() if "AWSCURRENT" in d["stages"])
+
+    @staticmethod
+    def move_stage(secret, stage, to_version):
+        for data in secret["versions"].values():
+            data["stages"].discard(stage)
+        secret["versions"][to_version]["stages"].add(stage)
+
+    def new_version(self, secret, version_id, string, stages):
+        secret["versions"][version_id] = {"string": string, "stages": set()}
+        if "AWSCURRENT" in stages and secret["versions"].keys() - {version_id}:
+            self.move_stage(secret, "AWSPREVIOUS", self.current_version(secret))
+        for stage in stages:
+            self.move_stage(secret, stage, version_id)
+        self.prune(secret)
+
+    @staticmethod
+    def prune(secret):
+        # A version without labels is "deprecated"; Secrets Manager deletes such versions only when
+        # a secret has more than about 100 versions (Secrets Manager quotas), oldest first.
+        unlabeled = [v for v, d in secret["versions"].items() if not d["stages"]]
+        while len(secret["versions"]) > 100 and unlabeled:
+            del secret["versions"][unlabeled.pop(0)]
+
+    def find_secret(self, secret_id):
+        for name, secret in self.state.secrets.items():
+            if secret_id in (name, secret["arn"]) or secret["arn"].startswith(secret_id + "-") and secret_id.startswith("arn:"):
+                return secret
+        return None
+
+    def secretsmanager(self, operation, raw):
+        refused = self.check_sigv4(raw)
+        if refused:
+            with self.state.lock:
+                self.state.stats["sm_refused"] += 1
+            return self.sm_error(400, *refused)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return self.sm_error(400, "SerializationException", "the body is not JSON")
+        secret_id = body.get("SecretId", "")
+        with self.state.lock:
+            calls = self.state.stats["sm_calls"]
+            calls[operation] = calls.get(operation, 0) + 1
+            secret = self.find_secret(secret_id)
+            delay = secret["get_delay_ms"] if secret and operation == "GetSecretValue" else 0
+        if operation not in ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"):
+            return self.sm_error(400, "UnknownOperationException", "")
+        if secret is None:
+            return self.sm_error(400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+        if secret["denied"]:
+            with self.state.lock:
+                self.state.stats["sm_refused"] += 1
+            return self.sm_error(400, "AccessDeniedException",
+                                 "User: arn:aws:sts::000000000000:assumed-role/mailsync/worker is not authorized to "
+                                 "perform: secretsmanager:%s on resource: %s because no identity-based policy allows "
+                                 "the secretsmanager:%s action" % (operation, secret_id, operation))
+        if delay:
+            time.sleep(delay / 1000)
+        with self.state.lock:
+            if operation == "GetSecretValue":
+                version = body.get("VersionId")
+                if version is None:
+                    stage = body.get("VersionStage", "AWSCURRENT")
+                    version = next((v for v, d in secret["versions"].items() if stage in d["stages"]), None)
+                data = secret["versions"].get(version)
+                if data is None:
+                    return self.sm_error(400, "ResourceNotFoundException",
+                                         "Secrets Manager can't find the specified secret value for staging label or version.")
+                return self.sm_reply({"ARN": secret["arn"], "Name": secret["name"], "VersionId": version,
+                                      "SecretString": data["string"], "VersionStages": sorted(data["stages"]),
+                                      "CreatedDate": time.time()})
+            if operation == "PutSecretValue":
+                token = body.get("ClientRequestToken") or secrets.token_hex(16)
+                string = body.get("SecretString")
+                if not isinstance(string, str) or not 32 <= len(token) <= 64:
+                    return self.sm_error(400, "InvalidParameterException",
+                                         "SecretString and a ClientRequestToken of 32 to 64 characters are required")
+                if token in secret["versions"]:
+                    if secret["versions"][token]["string"] != string:
+                        return self.sm_error(400, "ResourceExistsException",
+                                             "A resource with the ID you requested already exists.")
+                else:
+                    self.new_version(secret, token, string, body.get("VersionStages") or ["AWSCURRENT"])
+                return self.sm_reply({"ARN": secret["arn"], "Name": secret["name"], "VersionId": token,
+                                      "VersionStages": sorted(secret["versions"].get(token, {}).get("stages", []))})
+            # UpdateSecretVersionStage
+            stage, move_to, remove_from = body.get("VersionStage"), body.get("MoveToVersionId"), body.get("RemoveFromVersionId")
+            holder = next((v for v, d in secret["versions"].items() if stage in d["stages"]), None)
+            if move_to not in secret["versions"]:
+                return self.sm_error(400, "InvalidParameterException", "MoveToVersionId names no version of this secret")
+            if holder is not None and holder != move_to and holder != remove_from:
+                self.state.stats["sm_stage_conflicts"] += 1
+                return self.sm_error(400, "InvalidParameterException",
+                                     "The staging label %s is currently attached to version %s, so you must explicitly "
+                                     "reference that version in RemoveFromVersionId." % (stage, holder))
+            if stage == "AWSCURRENT" and holder is not None and holder != move_to:
+                self.move_stage(secret, "AWSPREVIOUS", holder)
+            self.move_stage(secret, stage, move_to)
+            self.prune(secret)
+            return self.sm_reply({"ARN": secret["arn"], "Name": secret["name"]})
+
+    def admin_secret(self, body):
+        name = body.get("name", "")
+        with self.state.lock:
+            secret = self.state.secrets.setdefault(name, {
+                "name": name, "versions": {}, "denied": False, "get_delay_ms": 0,
+                "arn": "arn:aws:secretsmanager:us-east-1:000000000000:secret:%s-%s" % (name, secrets.token_hex(3))})
+            if "string" in body:
+                self.new_version(secret, secrets.token_hex(16), body["string"], ["AWSCURRENT"])
+            for knob in ("denied", "get_delay_ms"):
+                if knob in body:
+                    secret[knob] = body[knob]
+            return self.reply(200, {"arn": secret["arn"]})
 
     @staticmethod
     def provider_of(parts, endpoint):

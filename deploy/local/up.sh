@@ -132,9 +132,12 @@ echo "pgbouncer $(cat "$stack/pgbouncer/pgbouncer.pid")" >>"$stack/pids"
 # ---- OAuth emulator --------------------------------------------------------------------------
 log "oauth emulator on 127.0.0.1:$oauth_port"
 mkdir -p "$stack/oauth"
+aws_key_id="local-$(random)"
+aws_secret_key="$(random)"
 python3 - "$stack/oauth/seed.json" <<PY
 import json, sys
 seed = {
+  "aws": {"keys": {"$aws_key_id": "$aws_secret_key"}},
   "google": {"clients": {"$google_client_id": "$google_client_secret"},
              "refresh_tokens": {$(for u in "${gmail_users[@]}"; do printf '"%s": "%s", ' "${refresh_token[$u]}" "$u"; done)}},
   "microsoft": {"clients": {"$ms_client_id": "$ms_client_secret"},
@@ -328,8 +331,10 @@ export MS_REFRESH_TOKEN='${refresh_token[$outlook_user]}'
 export AWS_REGION='us-east-1'
 export DYNAMODB_TABLE='mailsync-local'
 export DYNAMODB_ENDPOINT='http://127.0.0.1:$dynamo_port'
-export AWS_ACCESS_KEY_ID='local-$(random)'
-export AWS_SECRET_ACCESS_KEY='$(random)'
+export AWS_ACCESS_KEY_ID='$aws_key_id'
+export AWS_SECRET_ACCESS_KEY='$aws_secret_key'
+# AWS Secrets Manager, played by the OAuth emulator (signatures checked).
+export AWS_ENDPOINT_URL_SECRETSMANAGER='http://127.0.0.1:$oauth_port/'
 export SYNC_INTERVAL_SECONDS='300'
 export GMAIL_IMAP_HOST='localhost'
 export GMAIL_IMAP_PORT='$gmail_imap_port'

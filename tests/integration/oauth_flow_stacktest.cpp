@@ -152,7 +152,7 @@ TEST_F(Tokens, ARotatedMicrosoftRefreshTokenIsWrittenBackToItsFileAndUsed) {
   provider.invalidate(c, provider.get(c).value);
   remember(provider.get(c).value);
   EXPECT_EQ(refresh_grant(Server::kOutlook, original).status, 400);
-  EXPECT_NE(log_.str().find("stored the rotated refresh token in " + path), std::string::npos)
+  EXPECT_NE(log_.str().find("stored the rotated refresh token in file:" + path), std::string::npos)
       << log_.str();
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
@@ -304,13 +304,50 @@ TEST_F(AuthCommand, WritesTheTokenToAFileForAFileReference) {
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
+TEST_F(AuthCommand, WritesTheTokenIntoASecretsManagerSecretKeepingItsOtherKeys) {
+  const std::string name = unique_name("mailsync/auth");
+  emulator_admin(
+      "/admin/secret",
+      json{{"name", name}, {"string", json{{"MS_REFRESH_TOKEN", "old"}, {"OTHER", "kept"}}.dump()}}
+          .dump());
+  mailsync::testing::ChildProcess helper(
+      {MAILSYNC_TEST_BIN_MAILSYNC, "auth", "microsoft", "--no-browser", "--write-secret-id", name,
+       "--write-secret-key", "MS_REFRESH_TOKEN"},
+      env());
+  mailsync::http::HttpClient client;
+  client.get(authorize(helper));
+  const auto result = helper.wait();
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json out = json::parse(result.out);
+  EXPECT_FALSE(out.contains("refresh_token")) << "the token goes to the secret, not the terminal";
+  EXPECT_EQ(out.at("env_export"), "export MS_REFRESH_TOKEN='aws-sm:" + name + "#MS_REFRESH_TOKEN'");
+  const auto stored =
+      client.get(stack_env("MAILSYNC_STACK_OAUTH_URL") + "/admin/secret?name=" + name);
+  const json object = json::parse(json::parse(stored.body).at("string").get<std::string>());
+  EXPECT_EQ(object.value("OTHER", ""), "kept");
+  const std::string token = object.value("MS_REFRESH_TOKEN", "");
+  EXPECT_NE(token, "old");
+  EXPECT_EQ(mailsync::testing::refresh_grant(Server::kOutlook, token).status, 200);
+  EXPECT_EQ(result.err.find(token), std::string::npos);
+
+  // A secret that does not exist is said before anyone signs in.
+  const auto missing = mailsync::testing::run_process(
+      {MAILSYNC_TEST_BIN_MAILSYNC, "auth", "gmail", "--no-browser", "--write-secret-id",
+       name + "-nope", "--write-secret-key", "GMAIL_REFRESH_TOKEN"},
+      env());
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("ResourceNotFoundException"), std::string::npos) << missing.err;
+  EXPECT_EQ(missing.err.find("Open this URL"), std::string::npos) << "no sign-in was started";
+}
+
 TEST_F(AuthCommand, RefusesAClientSecretOnTheCommandLine) {
   const std::string secret = stack_env("GMAIL_CLIENT_SECRET");
   const auto result = mailsync::testing::run_process(
       {MAILSYNC_TEST_BIN_MAILSYNC, "auth", "gmail", "--no-browser", "--client-secret", secret},
       env());
   EXPECT_EQ(result.exit_code, 2) << result.err;
-  EXPECT_NE(result.err.find("--client-secret takes env:NAME, file:PATH or -"), std::string::npos)
+  EXPECT_NE(result.err.find("--client-secret takes env:NAME, file:PATH, aws-sm:ID#KEY or -"),
+            std::string::npos)
       << result.err;
   EXPECT_EQ(result.err.find(secret), std::string::npos) << "the value is not repeated";
 }

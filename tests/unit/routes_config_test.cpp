@@ -10,8 +10,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "mailsync/cli.hpp"
 #include "mailsync/config/config.hpp"
 
 namespace {
@@ -253,3 +255,83 @@ TEST(TokenUrls, AreHttpsOrLoopbackHttp) {
 }
 
 }  // namespace
+
+// ---- AWS Secrets Manager references and the merged environment (pure parts) --------------------
+
+TEST(SecretStoreRefs, SplitAtTheLastHashSoAnArnIsAnId) {
+  const auto plain = parse_store_ref("aws-sm:mailsync/prod#MS_REFRESH_TOKEN");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->id, "mailsync/prod");
+  EXPECT_EQ(plain->key, "MS_REFRESH_TOKEN");
+  const auto arn = parse_store_ref(
+      "aws-sm:arn:aws:secretsmanager:eu-west-1:123456789012:secret:mailsync-AbCdEf#K");
+  ASSERT_TRUE(arn);
+  EXPECT_EQ(arn->id, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mailsync-AbCdEf");
+  EXPECT_EQ(arn->key, "K");
+  for (const char* bad : {"aws-sm:", "aws-sm:id", "aws-sm:#KEY", "aws-sm:id#", "env:X#Y"})
+    EXPECT_FALSE(parse_store_ref(bad)) << bad;
+}
+
+TEST(SecretStoreRefs, AMalformedReferenceIsAStructureErrorWithoutReadingIt) {
+  Config config;
+  config.routes_source = "test";
+  parse_routes_json(
+      R"([{"gmail_email": "a@gmail.com", "outlook_email": "me@outlook.com",
+           "outlook_target_folder": "F", "gmail_client_id": "c",
+           "gmail_refresh_token": "aws-sm:no-key"}])",
+      {}, Needs::kStructure, config);
+  ASSERT_EQ(config.errors.size(), 1U);
+  EXPECT_NE(config.errors[0].find("'aws-sm:no-key' is not aws-sm:SECRET_ID#KEY"), std::string::npos)
+      << config.errors[0];
+}
+
+// A store in memory: what resolve_secret and write_back ask of Secrets Manager.
+class MemoryStore : public SecretStore {
+ public:
+  std::string read(const std::string& id, const std::string& key) override {
+    const auto found = values.find(id + "#" + key);
+    if (found == values.end()) throw std::runtime_error("secret " + id + " has no key " + key);
+    return found->second;
+  }
+  SecretWrite write(const std::string& id, const std::string& key, std::string_view value,
+                    std::optional<std::string_view> expected) override {
+    std::string& held = values[id + "#" + key];
+    if (expected && held != *expected && held != value) return SecretWrite::kKeptOther;
+    held = std::string(value);
+    return SecretWrite::kWritten;
+  }
+  std::string describe() const override { return "memory"; }
+  std::map<std::string, std::string> values;
+};
+
+TEST(SecretStoreRefs, MergedVariablesLoseToExplicitOnesAndRememberTheirSecret) {
+  auto store = std::make_shared<MemoryStore>();
+  store->values["s#TOKEN"] = "from-secret";
+  install_secret_store(store);
+  ::setenv("MAILSYNC_TEST_EXPLICIT", "explicit", 1);
+  mailsync::cli::set_environment_overlay(
+      {{"MAILSYNC_TEST_EXPLICIT", {"merged", "aws-sm:s#MAILSYNC_TEST_EXPLICIT"}},
+       {"MAILSYNC_TEST_MERGED", {"from-secret", "aws-sm:s#TOKEN"}}});
+  EXPECT_EQ(mailsync::cli::env("MAILSYNC_TEST_EXPLICIT"), "explicit");
+  EXPECT_FALSE(mailsync::cli::env_origin("MAILSYNC_TEST_EXPLICIT"));
+  EXPECT_EQ(mailsync::cli::env("MAILSYNC_TEST_MERGED"), "from-secret");
+
+  // env:NAME of a merged variable is a Secrets Manager secret: a rotation goes back there.
+  const SecretResolution merged = resolve_secret("env:MAILSYNC_TEST_MERGED", "field");
+  ASSERT_TRUE(merged.secret) << merged.error;
+  EXPECT_EQ(merged.secret->source(), Secret::Source::kAwsSecretsManager);
+  EXPECT_EQ(merged.secret->reference(), "aws-sm:s#TOKEN");
+  EXPECT_EQ(write_back(*merged.secret, "rotated", "from-secret"), SecretWrite::kWritten);
+  EXPECT_EQ(store->values["s#TOKEN"], "rotated");
+  EXPECT_EQ(write_back(*merged.secret, "mine", "from-secret"), SecretWrite::kKeptOther);
+
+  const SecretResolution missing = resolve_secret("aws-sm:s#NOPE", "field");
+  EXPECT_FALSE(missing.secret);
+  EXPECT_EQ(missing.error, "field: secret s has no key NOPE");
+  const SecretResolution inline_value = resolve_secret("plain", "field");
+  EXPECT_FALSE(write_back(*inline_value.secret, "x", std::nullopt)) << "nowhere to write";
+
+  mailsync::cli::set_environment_overlay({});
+  install_secret_store(nullptr);
+  ::unsetenv("MAILSYNC_TEST_EXPLICIT");
+}

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,8 +35,19 @@ std::string usage(const Program& program);
 // the version line; no command or an unknown one prints usage to stderr and exits 2.
 int dispatch(const Program& program, int argc, char** argv);
 
-// The variable's value when set and not empty.
+// The variable's value when set and not empty: from the process environment, else from the
+// overlay (variables merged in from AWS Secrets Manager: explicit variables win).
 std::optional<std::string> env(const char* name);
+
+// The overlay: name -> value and where it came from ("aws-sm:ID#KEY"). Replaced as a whole;
+// thread-safe.
+struct OverlayValue {
+  std::string value;
+  std::string origin;
+};
+void set_environment_overlay(std::map<std::string, OverlayValue> overlay);
+// Where env(name) came from when the overlay supplied it; nullopt for the process environment.
+std::optional<std::string> env_origin(const char* name);
 
 // A positive integer variable: its value, `fallback` when unset, or an error message naming it.
 struct IntSetting {

@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
+#include "mailsync/aws/secrets_manager.hpp"
 #include "mailsync/cli.hpp"
 #include "mailsync/imap/utf7.hpp"
 
@@ -73,6 +75,8 @@ std::optional<Secret> secret_field(const std::string& spec, const std::string& w
   if (needs == Needs::kStructure) {
     if ((spec == "env:") || (spec == "file:"))
       config.errors.push_back(where + ": '" + spec + "' names nothing");
+    else if (spec.starts_with("aws-sm:") && !parse_store_ref(spec))
+      config.errors.push_back(where + ": '" + spec + "' is not aws-sm:SECRET_ID#KEY");
     return std::nullopt;
   }
   SecretResolution resolved = resolve_secret(spec, where);
@@ -108,11 +112,13 @@ std::string env_or(const char* name, const std::string& fallback) {
 }
 
 // A secret variable as a secret spec: its value when that is itself a reference ("file:/run/x"),
-// else a reference to the variable, so the Secret says where it came from.
+// else a reference to the variable (resolve_secret knows when that came from Secrets Manager), so
+// the Secret says where it came from.
 std::string env_secret(const char* name) {
   const auto value = cli::env(name);
   if (!value) return "";
-  if (value->starts_with("env:") || value->starts_with("file:")) return *value;
+  if (value->starts_with("env:") || value->starts_with("file:") || value->starts_with("aws-sm:"))
+    return *value;
   return std::string("env:") + name;
 }
 
@@ -221,8 +227,16 @@ void parse_routes_json(const std::string& text, const Settings& defaults, Needs 
   }
 }
 
+const std::vector<std::string>& merge_secrets_manager_once() {
+  static std::once_flag once;
+  static std::vector<std::string> problems;
+  std::call_once(once, [] { problems = aws::merge_secrets_manager_environment(); });
+  return problems;
+}
+
 Config load_config(Needs needs) {
   Config config;
+  config.errors = merge_secrets_manager_once();
   Settings& s = config.settings;
   s.database_url = env_or("MAILSYNC_DATABASE_URL", "");
   s.outlook_email = env_or("OUTLOOK_EMAIL", "");

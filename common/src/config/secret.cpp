@@ -9,10 +9,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <utility>
 
+#include "mailsync/aws/secrets_manager.hpp"
+#include "mailsync/cli.hpp"
 #include "mailsync/util/random.hpp"
 #include "mailsync/util/strings.hpp"
 
@@ -97,15 +100,32 @@ SecretResolution resolve_secret(std::string_view spec, std::string_view field) {
   const std::string name(field);
   if (spec.starts_with("env:")) {
     const std::string variable(spec.substr(4));
-    // mailsync reads its environment and never sets it.
-    // NOLINTNEXTLINE(concurrency-mt-unsafe)
-    const char* value = variable.empty() ? nullptr : std::getenv(variable.c_str());
-    if (value == nullptr || *value == '\0')
+    // The process environment, else a key merged in from AWS_SECRETS_MANAGER_SECRET_IDS.
+    const std::optional<std::string> value =
+        variable.empty() ? std::nullopt : cli::env(variable.c_str());
+    if (!value)
       return {
           std::nullopt,
           name + ": environment variable " + variable + " (from env:" + variable + ") is not set",
           {}};
-    return {Secret(value, Secret::Source::kEnv, "env:" + variable), {}, {}};
+    if (const auto origin = cli::env_origin(variable.c_str()))
+      return {Secret(*value, Secret::Source::kAwsSecretsManager, *origin), {}, {}};
+    return {Secret(*value, Secret::Source::kEnv, "env:" + variable), {}, {}};
+  }
+  if (spec.starts_with("aws-sm:")) {
+    const auto ref = parse_store_ref(spec);
+    if (!ref)
+      return {std::nullopt, name + ": '" + std::string(spec) + "' is not aws-sm:SECRET_ID#KEY", {}};
+    try {
+      std::string value = secret_store()->read(ref->id, ref->key);
+      if (value.empty())
+        return {
+            std::nullopt, name + ": key " + ref->key + " of secret " + ref->id + " is empty", {}};
+      return {
+          Secret(std::move(value), Secret::Source::kAwsSecretsManager, std::string(spec)), {}, {}};
+    } catch (const std::exception& e) {
+      return {std::nullopt, name + ": " + e.what(), {}};
+    }
   }
   if (spec.starts_with("file:")) {
     const std::string path(spec.substr(5));
@@ -195,6 +215,44 @@ SecretWrite write_secret_file(const std::filesystem::path& path, std::string_vie
                                   O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir) ::fsync(dir.get());
   return SecretWrite::kWritten;
+}
+
+std::optional<SecretStoreRef> parse_store_ref(std::string_view spec) {
+  if (!spec.starts_with("aws-sm:")) return std::nullopt;
+  spec.remove_prefix(7);
+  const size_t hash = spec.rfind('#');
+  if (hash == std::string_view::npos || hash == 0 || hash + 1 == spec.size()) return std::nullopt;
+  return SecretStoreRef{std::string(spec.substr(0, hash)), std::string(spec.substr(hash + 1))};
+}
+
+namespace {
+
+std::mutex store_mutex;
+std::shared_ptr<SecretStore>& installed_store() {
+  static std::shared_ptr<SecretStore> store;
+  return store;
+}
+
+}  // namespace
+
+void install_secret_store(std::shared_ptr<SecretStore> store) {
+  const std::lock_guard lock(store_mutex);
+  installed_store() = std::move(store);
+}
+
+std::shared_ptr<SecretStore> secret_store() {
+  const std::lock_guard lock(store_mutex);
+  if (!installed_store()) installed_store() = aws::secrets_manager_from_env();
+  return installed_store();
+}
+
+std::optional<SecretWrite> write_back(const Secret& secret, std::string_view value,
+                                      std::optional<std::string_view> expected) {
+  if (const auto path = secret.file()) return write_secret_file(*path, value, expected);
+  if (secret.source() != Secret::Source::kAwsSecretsManager) return std::nullopt;
+  const auto ref = parse_store_ref(secret.reference());
+  if (!ref) return std::nullopt;
+  return secret_store()->write(ref->id, ref->key, value, expected);
 }
 
 }  // namespace mailsync::config

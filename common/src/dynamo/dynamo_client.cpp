@@ -241,6 +241,74 @@ std::string DynamoClient::create_table() {
   }
 }
 
+http::AwsSigV4 CredentialChain::signing(const std::string& scope) const {
+  http::AwsSigV4 signing{scope, access_key_id, secret_access_key.reveal(),
+                         session_token ? session_token->reveal() : ""};
+  if (source) {
+    AwsCredentials current = source->get();
+    signing.access_key_id = std::move(current.access_key_id);
+    signing.secret_access_key = std::move(current.secret_access_key);
+    signing.session_token = std::move(current.session_token);
+  }
+  return signing;
+}
+
+CredentialChain credential_chain_from_env(const std::string& region, const http::HttpOptions& http,
+                                          std::vector<std::string>& errors) {
+  CredentialChain options;
+  // Credentials, in the order of the AWS SDKs' default chain: keys in the environment, a web
+  // identity (EKS IRSA), the container endpoint (ECS, Fargate, EKS Pod Identity).
+  const SourceOptions source{.http = http};
+  const auto key = cli::env("AWS_ACCESS_KEY_ID");
+  const auto role = cli::env("AWS_ROLE_ARN");
+  const auto token_file = cli::env("AWS_WEB_IDENTITY_TOKEN_FILE");
+  const auto full_uri = cli::env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  const auto relative_uri = cli::env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  if (key) {
+    options.access_key_id = *key;
+    if (const auto secret = cli::env("AWS_SECRET_ACCESS_KEY"))
+      options.secret_access_key =
+          config::Secret(*secret, config::Secret::Source::kEnv, "env:AWS_SECRET_ACCESS_KEY");
+    else
+      errors.emplace_back("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
+    if (const auto token = cli::env("AWS_SESSION_TOKEN"))
+      options.session_token =
+          config::Secret(*token, config::Secret::Source::kEnv, "env:AWS_SESSION_TOKEN");
+  } else if (role || token_file) {
+    if (!role) errors.emplace_back("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
+    if (!token_file)
+      errors.emplace_back("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not");
+    const std::string sts =
+        cli::env("AWS_ENDPOINT_URL_STS").value_or("https://sts." + region + ".amazonaws.com/");
+    if (!config::acceptable_token_url(sts))
+      errors.push_back("AWS_ENDPOINT_URL_STS=" + sts +
+                       " must be https:// (or http:// to a loopback host)");
+    if (role && token_file)
+      options.source = web_identity_source(
+          {*role, *token_file, cli::env("AWS_ROLE_SESSION_NAME").value_or("mailsync"), sts},
+          source);
+  } else if (full_uri || relative_uri) {
+    const std::string url = full_uri ? *full_uri : "http://169.254.170.2" + *relative_uri;
+    // The container agents' own addresses (ECS, EKS Pod Identity) or loopback, else https.
+    const bool agent = url.starts_with("http://169.254.170.2/") ||
+                       url.starts_with("http://169.254.170.23/") ||
+                       url.starts_with("http://[fd00:ec2::23]/");
+    if (!agent && !config::acceptable_token_url(url))
+      errors.push_back("the container credentials URL " + url +
+                       " must be https://, the ECS/EKS agent's address or loopback");
+    options.source =
+        container_source({url, cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN").value_or(""),
+                          cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").value_or("")},
+                         source);
+  } else {
+    errors.emplace_back(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and "
+        "AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), or AWS_CONTAINER_CREDENTIALS_FULL_URI / "
+        "_RELATIVE_URI (ECS, EKS Pod Identity)");
+  }
+  return options;
+}
+
 DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
   DynamoSettings result;
   DynamoOptions options;
@@ -254,57 +322,11 @@ DynamoSettings dynamo_options_from_env(const std::string& ca_file) {
     result.errors.push_back("DYNAMODB_ENDPOINT=" + options.endpoint +
                             " must be https:// (or http:// to a loopback host)");
 
-  // Credentials, in the order of the AWS SDKs' default chain: keys in the environment, a web
-  // identity (EKS IRSA), the container endpoint (ECS, Fargate, EKS Pod Identity).
-  const SourceOptions source{.http = options.http};
-  const auto key = cli::env("AWS_ACCESS_KEY_ID");
-  const auto role = cli::env("AWS_ROLE_ARN");
-  const auto token_file = cli::env("AWS_WEB_IDENTITY_TOKEN_FILE");
-  const auto full_uri = cli::env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-  const auto relative_uri = cli::env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-  if (key) {
-    options.access_key_id = *key;
-    if (const auto secret = cli::env("AWS_SECRET_ACCESS_KEY"))
-      options.secret_access_key =
-          config::Secret(*secret, config::Secret::Source::kEnv, "env:AWS_SECRET_ACCESS_KEY");
-    else
-      result.errors.emplace_back("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
-    if (const auto token = cli::env("AWS_SESSION_TOKEN"))
-      options.session_token =
-          config::Secret(*token, config::Secret::Source::kEnv, "env:AWS_SESSION_TOKEN");
-  } else if (role || token_file) {
-    if (!role)
-      result.errors.emplace_back("AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
-    if (!token_file)
-      result.errors.emplace_back("AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not");
-    const std::string sts = cli::env("AWS_ENDPOINT_URL_STS")
-                                .value_or("https://sts." + options.region + ".amazonaws.com/");
-    if (!config::acceptable_token_url(sts))
-      result.errors.push_back("AWS_ENDPOINT_URL_STS=" + sts +
-                              " must be https:// (or http:// to a loopback host)");
-    if (role && token_file)
-      options.credentials = web_identity_source(
-          {*role, *token_file, cli::env("AWS_ROLE_SESSION_NAME").value_or("mailsync"), sts},
-          source);
-  } else if (full_uri || relative_uri) {
-    const std::string url = full_uri ? *full_uri : "http://169.254.170.2" + *relative_uri;
-    // The container agents' own addresses (ECS, EKS Pod Identity) or loopback, else https.
-    const bool agent = url.starts_with("http://169.254.170.2/") ||
-                       url.starts_with("http://169.254.170.23/") ||
-                       url.starts_with("http://[fd00:ec2::23]/");
-    if (!agent && !config::acceptable_token_url(url))
-      result.errors.push_back("the container credentials URL " + url +
-                              " must be https://, the ECS/EKS agent's address or loopback");
-    options.credentials =
-        container_source({url, cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN").value_or(""),
-                          cli::env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").value_or("")},
-                         source);
-  } else {
-    result.errors.emplace_back(
-        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_ROLE_ARN and "
-        "AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), or AWS_CONTAINER_CREDENTIALS_FULL_URI / "
-        "_RELATIVE_URI (ECS, EKS Pod Identity)");
-  }
+  CredentialChain chain = credential_chain_from_env(options.region, options.http, result.errors);
+  options.access_key_id = std::move(chain.access_key_id);
+  options.secret_access_key = std::move(chain.secret_access_key);
+  options.session_token = std::move(chain.session_token);
+  options.credentials = std::move(chain.source);
   if (result.errors.empty()) result.options = std::move(options);
   return result;
 }

@@ -95,35 +95,37 @@ AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
         if (grant->refresh_token && *grant->refresh_token != entry.refresh_token) {
           const std::string rotated_from =
               std::exchange(entry.refresh_token, *grant->refresh_token);
-          if (const auto path = credential.refresh_token.file()) {
-            try {
-              if (config::write_secret_file(*path, entry.refresh_token, rotated_from) ==
-                  config::SecretWrite::kWritten)
-                spdlog::info("oauth: {}: stored the rotated refresh token in {}", credential.label,
-                             path->string());
-              else
-                // Another process refreshed with the same token and stored its new one first.
-                // Microsoft keeps both valid ("refresh tokens aren't revoked when used to acquire
-                // new access tokens": learn.microsoft.com, refresh-tokens); keep theirs on
-                // disk and ours in memory rather than overwrite a newer file.
-                spdlog::info(
-                    "oauth: {}: {} already holds a refresh token another process rotated; kept "
-                    "it, this process goes on with its own",
-                    credential.label, path->string());
-            } catch (const std::exception& e) {
-              spdlog::warn(
-                  "oauth: {}: the refresh token was rotated but could not be stored ({}); it is "
-                  "kept in "
-                  "memory until restart",
-                  credential.label, e.what());
-            }
-          } else if (!entry.rotation_warned) {
+          const std::string& where = credential.refresh_token.reference();
+          std::optional<config::SecretWrite> stored;
+          try {
+            stored =
+                config::write_back(credential.refresh_token, entry.refresh_token, rotated_from);
+            if (stored == config::SecretWrite::kWritten)
+              spdlog::info("oauth: {}: stored the rotated refresh token in {}", credential.label,
+                           where);
+            else if (stored)
+              // Another process refreshed with the same token and stored its new one first.
+              // Microsoft keeps both valid ("refresh tokens aren't revoked when used to acquire
+              // new access tokens": learn.microsoft.com, refresh-tokens); keep theirs where it is
+              // stored and ours in memory rather than overwrite a newer one.
+              spdlog::info(
+                  "oauth: {}: {} already holds a refresh token another process rotated; kept "
+                  "it, this process goes on with its own",
+                  credential.label, where);
+          } catch (const std::exception& e) {
+            stored = config::SecretWrite::kKeptOther;  // warned here, not again below
+            spdlog::warn(
+                "oauth: {}: the refresh token was rotated but could not be stored in {} ({}); it "
+                "is kept in memory until restart",
+                credential.label, where, e.what());
+          }
+          if (!stored && !entry.rotation_warned) {
             entry.rotation_warned = true;
             spdlog::warn(
                 "oauth: {}: the provider rotated the refresh token; it came from {}, so the new "
-                "one is kept "
-                "only in memory until mailsync restarts. Give it as file:PATH to have it stored",
-                credential.label, credential.refresh_token.reference());
+                "one is kept only in memory until mailsync restarts. Give it as file:PATH or "
+                "aws-sm:SECRET_ID#KEY to have it stored",
+                credential.label, where);
           }
         }
         spdlog::info("oauth: {}: new access token, valid {} s", credential.label,

@@ -80,8 +80,12 @@ enum class Needs { kStructure, kSecrets };
 void parse_routes_json(const std::string& text, const Settings& defaults, Needs needs,
                        Config& config);
 
-// Reads the environment.
+// Reads the environment, after merging AWS_SECRETS_MANAGER_SECRET_IDS into it.
 Config load_config(Needs needs);
+
+// AWS_SECRETS_MANAGER_SECRET_IDS merged into what cli::env sees, once per process (later calls
+// return the first call's problems). Processes call it before reading any other variable.
+const std::vector<std::string>& merge_secrets_manager_once();
 
 // Both sides of a URL check: https, or http to a loopback host only.
 bool acceptable_token_url(std::string_view url);

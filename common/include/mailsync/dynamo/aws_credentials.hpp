@@ -6,6 +6,9 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
+
+#include "mailsync/config/secret.hpp"
 
 #include "mailsync/http/http_client.hpp"
 
@@ -63,5 +66,22 @@ std::shared_ptr<CredentialSource> web_identity_source(WebIdentitySettings settin
                                                       SourceOptions options = {});
 std::shared_ptr<CredentialSource> container_source(ContainerSettings settings,
                                                    SourceOptions options = {});
+
+// The AWS SDKs' default chain, read from the environment: keys (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), a web identity (AWS_ROLE_ARN +
+// AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ENDPOINT_URL_STS) or the container endpoint. DynamoDB and
+// Secrets Manager sign with the same chain. Problems are appended to `errors`, naming variables.
+struct CredentialChain {
+  std::string access_key_id;
+  config::Secret secret_access_key;
+  std::optional<config::Secret> session_token;
+  std::shared_ptr<CredentialSource> source;  // temporary credentials; wins when set
+
+  // SigV4 settings for `scope` ("aws:amz:REGION:SERVICE") with the current credentials; throws
+  // DynamoError (kAuth, kUnavailable) when a source cannot give them.
+  http::AwsSigV4 signing(const std::string& scope) const;
+};
+CredentialChain credential_chain_from_env(const std::string& region, const http::HttpOptions& http,
+                                          std::vector<std::string>& errors);
 
 }  // namespace mailsync::dynamo
