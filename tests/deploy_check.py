@@ -8,6 +8,8 @@
 - AWS: the IAM policy allows exactly the DynamoDB and Secrets Manager operations the code calls
   (least privilege), on the named table and secrets, and
   the Terraform policy says the same.
+- Prometheus: the alert rules pass `promtool check rules` and their unit tests (`promtool test
+  rules`), and use only metrics the code exports.
 - Grafana: the dashboard is valid JSON; every SQL query in it and every ```sql block of README.md
   runs on a freshly migrated database; every metric it graphs is one the code exports.
 
@@ -203,6 +205,25 @@ def check_grafana(mailsync):
         run(["psql", url, "-qAtc", f"DROP DATABASE IF EXISTS {database}"])
 
 
+def check_alerts():
+    """deploy/prometheus: promtool accepts the rules, their unit tests pass, every metric exists."""
+    rules = ROOT / "deploy/prometheus/mailsync-alerts.yml"
+    known = metric_names()
+    for name in re.findall(r"mailsync_\w+", rules.read_text()):
+        if name not in known:
+            fail(f"{rules.name} uses {name}, which no process exports")
+    if shutil.which("promtool") is None:
+        fail("promtool is not installed (deploy/local/install-deps.sh installs Debian's prometheus)")
+        return
+    for argv in (["promtool", "check", "rules", rules.name],
+                 ["promtool", "test", "rules", "mailsync-alerts.test.yml"]):
+        result = run(argv, cwd=rules.parent)
+        if result.returncode != 0:
+            fail(" ".join(argv) + ":\n" + result.stdout + result.stderr)
+            return
+    print("ok: promtool check rules and test rules deploy/prometheus/mailsync-alerts.yml")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mailsync", required=True, help="the built mailsync admin binary")
@@ -210,6 +231,7 @@ def main():
     check_yaml()
     check_systemd()
     check_aws()
+    check_alerts()
     check_grafana(args.mailsync)
     if failures:
         print(f"{len(failures)} deploy check(s) failed")

@@ -138,6 +138,28 @@ int run_enqueue(std::span<const std::string> args) {
   });
 }
 
+namespace {
+
+// The TOKEN column: "ok", "expires in 20 h", "expired 3 d ago", "auth_required since …", "-"
+// (no run has used the route's tokens yet).
+std::string token_cell(const nlohmann::json& r) {
+  std::string state = r.value("token_state", "unknown");
+  if (state == "auth_required") {
+    std::string since = cell(r["auth_required_since"]);
+    if (since.size() > 16) since = since.substr(0, 16).replace(10, 1, " ") + " UTC";
+    return "auth_required since " + since;
+  }
+  if (state == "unknown") return "-";
+  if (state == "ok" || !r["token_expires_in_seconds"].is_number()) return state;
+  const long long left = r["token_expires_in_seconds"].get<long long>();
+  const long long magnitude = left < 0 ? -left : left;
+  const std::string amount = magnitude < 48LL * 3600 ? std::to_string(magnitude / 3600) + " h"
+                                                     : std::to_string(magnitude / 86400) + " d";
+  return left < 0 ? "expired " + amount + " ago" : "expires in " + amount;
+}
+
+}  // namespace
+
 int run_status(std::span<const std::string> args) {
   po::options_description options(
       "Usage: mailsync status [--json]\n"
@@ -176,7 +198,7 @@ int run_status(std::span<const std::string> args) {
         progress = text;
       }
       rows.push_back(
-          {cell(r["gmail_email"]), cell(r["target_folder"]), state, queued, progress,
+          {cell(r["gmail_email"]), cell(r["target_folder"]), state, token_cell(r), queued, progress,
            cell(r["last_outcome"]), cell(r["last_success_at"]),
            cell(r["refused_messages"]) + " refused, " + cell(r["retrying_messages"]) + " retrying",
            cell(r["last_error"])});
@@ -184,8 +206,8 @@ int run_status(std::span<const std::string> args) {
     if (rows.empty())
       std::cout << "no routes yet: the scheduler adds the configured routes on its first cycle\n";
     else
-      print_table({"GMAIL", "FOLDER", "STATE", "QUEUED", "PROGRESS", "LAST OUTCOME", "LAST SUCCESS",
-                   "NOT COPIED", "LAST ERROR"},
+      print_table({"GMAIL", "FOLDER", "STATE", "TOKEN", "QUEUED", "PROGRESS", "LAST OUTCOME",
+                   "LAST SUCCESS", "NOT COPIED", "LAST ERROR"},
                   rows, 48);
     std::cout << "\nqueue:";
     for (const char* state : {"available", "running", "dead", "cancelled"})
@@ -212,8 +234,8 @@ int run_jobs(std::span<const std::string> args) {
   queue::JobsFilter filter;
   if (vm.count("state")) {
     filter.state = vm["state"].as<std::string>();
-    static const std::set<std::string> kStates{"available", "running", "dead", "cancelled"};
-    if (!kStates.contains(*filter.state)) {
+    static const std::set<std::string> states{"available", "running", "dead", "cancelled"};
+    if (!states.contains(*filter.state)) {
       std::cerr
           << "mailsync jobs: --state '" << *filter.state
           << "' is not one of available, running, dead, cancelled (succeeded jobs are counted, not "
@@ -354,6 +376,7 @@ int run_routes(std::span<const std::string> args) {
                      {"enabled", r.enabled},
                      {"mark_seen", r.mark_seen},
                      {"create_folder", r.create_folder},
+                     {"gmail_oauth_app_testing", r.gmail_oauth_app_testing},
                      {"fallback_window_hours", r.fallback_window_hours},
                      {"initial_sync", config::to_string(r.initial_sync)},
                      {"gmail_client_id", r.gmail_client_id}});

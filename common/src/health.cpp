@@ -75,6 +75,16 @@ class Probe {
     m.oldest_due_age.Set(age.is_number() ? age.get<double>() : std::stod(age.get<std::string>()));
     m.routes_auth_required.Set(snapshot["auth_required"].get<double>());
     m.routes_paused.Set(snapshot["paused"].get<double>());
+    // A route gone from the answer (removed, renewed to no known end) loses its series.
+    std::set<std::string> now_expiring;
+    for (const auto& [route, at] : snapshot["token_expiry"].items()) {
+      metrics::of(m.token_expiry, "route", route).Set(at.get<double>());
+      now_expiring.insert(route);
+    }
+    for (const auto& route : expiring_routes_)
+      if (!now_expiring.contains(route))
+        m.token_expiry.Remove(&metrics::of(m.token_expiry, "route", route));
+    expiring_routes_ = std::move(now_expiring);
   }
 
   Checks checks_;
@@ -82,6 +92,7 @@ class Probe {
   std::unique_ptr<queue::RouteStore> store_;
   std::unique_ptr<dynamo::DynamoClient> dynamo_;
   std::set<std::string> due_kinds_;
+  std::set<std::string> expiring_routes_;
 };
 
 }  // namespace

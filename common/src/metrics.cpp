@@ -113,6 +113,11 @@ Metrics::Metrics()
                         .Help("Routes paused by an operator")
                         .Register(*registry)
                         .Add({})),
+      token_expiry(BuildGauge()
+                       .Name("mailsync_refresh_token_expiry_timestamp_seconds")
+                       .Help("When the first of a route's refresh tokens ends unless renewed "
+                             "(Unix time), by route")
+                       .Register(*registry)),
       jobs_enqueued(BuildCounter()
                         .Name("mailsync_scheduler_jobs_enqueued_total")
                         .Help("route_sync jobs enqueued by this scheduler's cycles")

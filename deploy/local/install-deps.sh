@@ -18,8 +18,8 @@ packages=(
   postgresql postgresql-contrib pgbouncer dovecot-imapd openssl python3 nodejs npm procps
   # peers for bench/
   isync
-  # checks of deploy/ (tests/deploy_check.sh)
-  yamllint systemd docker-compose
+  # checks of deploy/ (tests/deploy_check.sh); prometheus for promtool (its daemon is not needed)
+  yamllint systemd docker-compose prometheus
 )
 
 missing=()

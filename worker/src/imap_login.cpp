@@ -17,6 +17,8 @@ void login_xoauth2(imap::Client& client, const std::string& user,
       client.authenticate_xoauth2(user, token);
     } catch (const imap::ImapError& again) {
       if (imap::classify(again).kind != imap::ErrorClass::Kind::kAuth) throw;
+      tokens.mark_refused(credential,
+                          std::string("IMAP login refused a fresh access token: ") + again.what());
       throw SyncStop(
           SyncOutcome::kAuthRequired,
           credential.label + ": IMAP login refused a fresh access token: " + again.what());

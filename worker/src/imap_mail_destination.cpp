@@ -119,6 +119,8 @@ imap::Client& ImapMailDestination::client() {
       if (!pooled) throw;  // a pooled one dropped while idle: the next
     }
   }
+  tokens_.mark_refused(credential_,
+                       "the server accepted the login but refused the mailbox: " + not_connected);
   throw SyncStop(SyncOutcome::kAuthRequired,
                  credential_.label + ": the server accepted the login but refused the mailbox " +
                      std::to_string(kLoginTries) + " times (" + not_connected +

@@ -46,6 +46,9 @@ struct Metrics {
   prometheus::Gauge& oldest_due_age;
   prometheus::Gauge& routes_auth_required;
   prometheus::Gauge& routes_paused;
+  // When each route's first refresh token to end ends (by route key; only routes with a known
+  // end: Google "Testing" apps, Microsoft's 90 days without use).
+  prometheus::Family<prometheus::Gauge>& token_expiry;
   prometheus::Counter& jobs_enqueued;
 };
 

@@ -17,6 +17,8 @@ struct TokenProvider::Entry {
   std::chrono::system_clock::time_point refresh_at;
   std::string refresh_token;  // the current one; differs from the configured one after rotation
   bool rotation_warned = false;
+  std::mutex report_mutex;  // not refresh_mutex: take_report must not wait for a refresh
+  TokenReport report;
 };
 
 TokenProvider::TokenProvider(TokenProviderOptions options) : options_(std::move(options)) {
@@ -54,6 +56,18 @@ AccessToken TokenProvider::get(const Credential& credential) {
     metrics::of(metrics::get().token_refresh_failures, "provider", provider).Increment();
     throw;
   }
+}
+
+TokenReport TokenProvider::take_report(const Credential& credential) {
+  const std::shared_ptr<Entry> entry = entry_for(credential);
+  std::lock_guard lock(entry->report_mutex);
+  return std::exchange(entry->report, {});
+}
+
+void TokenProvider::mark_refused(const Credential& credential, const std::string& why) {
+  const std::shared_ptr<Entry> entry = entry_for(credential);
+  std::lock_guard lock(entry->report_mutex);
+  entry->report = {std::nullopt, why};
 }
 
 void TokenProvider::invalidate(const Credential& credential, const std::string& rejected) {
@@ -128,6 +142,10 @@ AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
                 credential.label, where);
           }
         }
+        {
+          std::lock_guard report_lock(entry.report_mutex);
+          entry.report = {now, std::nullopt};
+        }
         spdlog::info("oauth: {}: new access token, valid {} s", credential.label,
                      grant->expires_in.count());
         return *entry.token;
@@ -138,6 +156,10 @@ AccessToken TokenProvider::refresh(const Credential& credential, Entry& entry) {
       if (error.kind == TokenError::Kind::kInvalidGrant ||
           error.kind == TokenError::Kind::kInvalidClient) {
         entry.token.reset();
+        {
+          std::lock_guard report_lock(entry.report_mutex);
+          entry.report = {std::nullopt, "the token endpoint refused it: " + what};
+        }
         throw AuthRequired(credential.label + ": the token endpoint refused the " +
                            (error.kind == TokenError::Kind::kInvalidGrant ? "refresh token"
                                                                           : "client id or secret") +

@@ -185,8 +185,28 @@ WHERE route_key = $1
 constexpr Query kSetAuthRequired{"sync_set_auth_required", R"sql(
 UPDATE mailsync.routes
 SET auth_state = 'auth_required', auth_detail = $2, last_outcome = 'auth_required', last_error = $2,
-    last_run_at = now(), updated_at = now()
+    last_run_at = now(), updated_at = now(),
+    auth_required_at = CASE WHEN auth_state = 'auth_required' THEN auth_required_at ELSE now() END
 WHERE route_key = $1
+)sql"};
+
+constexpr Query kRecordToken{"sync_record_token", R"sql(
+INSERT INTO mailsync.refresh_tokens AS t (token_key, provider, account, fingerprint, rule,
+                                          last_refresh_at, refused_at, refused_detail)
+VALUES ($1, $2, $3, $4, $5, 'epoch'::timestamptz + $6::bigint * interval '1 microsecond',
+        CASE WHEN $7::text IS NOT NULL THEN now() END, $7)
+ON CONFLICT (token_key) DO UPDATE
+SET first_seen_at = CASE WHEN t.fingerprint <> EXCLUDED.fingerprint THEN now() ELSE t.first_seen_at END,
+    last_refresh_at = CASE WHEN t.fingerprint <> EXCLUDED.fingerprint THEN EXCLUDED.last_refresh_at
+                           ELSE greatest(t.last_refresh_at, EXCLUDED.last_refresh_at) END,
+    refused_at = CASE WHEN EXCLUDED.refused_detail IS NOT NULL THEN coalesce(t.refused_at, now())
+                      WHEN EXCLUDED.last_refresh_at IS NOT NULL THEN NULL
+                      ELSE t.refused_at END,
+    refused_detail = CASE WHEN EXCLUDED.refused_detail IS NOT NULL THEN EXCLUDED.refused_detail
+                          WHEN EXCLUDED.last_refresh_at IS NOT NULL THEN NULL
+                          ELSE t.refused_detail END,
+    fingerprint = EXCLUDED.fingerprint, provider = EXCLUDED.provider, account = EXCLUDED.account,
+    rule = EXCLUDED.rule, updated_at = now()
 )sql"};
 
 constexpr Query kAccountBackoff{"sync_account_backoff", R"sql(
@@ -447,6 +467,14 @@ class PgSyncStore final : public SyncStore {
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
     write(kSetAuthRequired, route, util::safe_text(detail));
+  }
+
+  void record_token(const TokenRecord& r) override {
+    const NullableParam refreshed = NullableParam::time(r.refreshed_at);
+    const NullableParam refused(r.refused ? std::optional<std::string>(util::safe_text(*r.refused))
+                                          : std::nullopt);
+    write(kRecordToken, r.token_key, r.provider, r.account, r.fingerprint, r.rule, refreshed.get(),
+          refused.get());
   }
 
   std::optional<Backoff> account_backoff(const std::string& account, TimePoint now) override {

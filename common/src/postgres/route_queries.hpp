@@ -63,7 +63,8 @@ WITH route AS (
   UPDATE mailsync.routes
   SET paused = $2, updated_at = now(),
       auth_state = CASE WHEN $2 THEN auth_state ELSE 'ok' END,
-      auth_detail = CASE WHEN $2 THEN auth_detail END
+      auth_detail = CASE WHEN $2 THEN auth_detail END,
+      auth_required_at = CASE WHEN $2 THEN auth_required_at END
   WHERE route_key = $1 RETURNING route_key
 ),
 cancelled AS (
@@ -127,7 +128,13 @@ SELECT json_build_object(
            FROM mailsync.queue_depth),
   'oldest_due_age_seconds', (SELECT oldest_due_age_seconds FROM mailsync.queue_due),
   'auth_required', (SELECT count(*) FROM mailsync.routes WHERE enabled AND auth_state <> 'ok'),
-  'paused', (SELECT count(*) FROM mailsync.routes WHERE enabled AND paused))::text
+  'paused', (SELECT count(*) FROM mailsync.routes WHERE enabled AND paused),
+  'token_expiry', (SELECT coalesce(json_object_agg(route_key, expires), '{}') FROM (
+                     SELECT r.route_key, extract(epoch FROM min(x.expires_at)) AS expires
+                     FROM mailsync.routes r JOIN mailsync.token_expiry x
+                       ON x.token_key IN ('gmail:' || r.route_key, 'outlook:' || r.outlook_email)
+                     WHERE r.enabled AND x.expires_at IS NOT NULL
+                     GROUP BY r.route_key) t))::text
 )sql"};
 
 #undef MAILSYNC_NOW

@@ -179,6 +179,8 @@ class FakeSyncStore final : public SyncStore {
   void set_outcome(const std::string& route, const std::string& outcome, const std::string& error,
                    bool success) override;
   void set_auth_required(const std::string& route, const std::string& detail) override;
+  void record_token(const TokenRecord& record) override { tokens.push_back(record); }
+  std::vector<TokenRecord> tokens;
   void set_progress(const std::string& route, const Progress& p) override;
   void clear_progress(const std::string& route) override;
   bool auth_required(const std::string& route) override;

@@ -24,6 +24,9 @@ struct Route {
   bool create_folder = true;
   int fallback_window_hours = 24;
   InitialSync initial_sync = InitialSync::kWindow;
+  // The Google OAuth app is in "Testing" status: Google ends its refresh tokens after 7 days, and
+  // `status` counts down to that (mailsync cannot see the app's status itself).
+  bool gmail_oauth_app_testing = false;
   std::string gmail_client_id;
   std::optional<Secret> gmail_client_secret;  // resolved only when the process needs secrets
   std::optional<Secret> gmail_refresh_token;

@@ -30,6 +30,16 @@ struct Credential {
   std::optional<config::Secret> client_secret;
   config::Secret refresh_token;
   std::string label;  // who, for logs and errors: "gmail alice@gmail.com", "outlook me@outlook.com"
+  // When the provider ends this refresh token on its own (mailsync.refresh_tokens): "none",
+  // "google_testing_7d" (an app in Testing status), "microsoft_90d" (90 days without use).
+  std::string expiry_rule = "none";
+};
+
+// What happened to a credential's refresh token since it was last asked (take_report).
+struct TokenReport {
+  std::optional<std::chrono::system_clock::time_point> refreshed_at;  // a refresh worked
+  std::optional<std::string> refused;  // it was refused (the words; no secret in them)
+  bool empty() const { return !refreshed_at && !refused; }
 };
 
 // The refresh token was refused (invalid_grant) or the client is misconfigured (invalid_client):
@@ -78,6 +88,12 @@ class TokenProvider {
   void invalidate(const Credential& credential, const std::string& rejected);
 
   int refreshes() const;  // grants requested so far, successful or not
+
+  // The refresh or refusal of `credential` not reported yet, then forgotten: a run writes it to
+  // the database (mailsync.refresh_tokens) once, not on every use of a cached token.
+  TokenReport take_report(const Credential& credential);
+  // The server refused even a fresh access token of this credential (IMAP AUTHENTICATE).
+  void mark_refused(const Credential& credential, const std::string& why);
 
  private:
   struct Entry;

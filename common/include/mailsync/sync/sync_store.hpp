@@ -97,6 +97,18 @@ struct Progress {
   int64_t eta_seconds = 0;
 };
 
+// What a run learned about one of its refresh tokens (mailsync.refresh_tokens, sql/0007). No
+// secret: the fingerprint is the first 16 hex digits of the token's SHA-256.
+struct TokenRecord {
+  std::string token_key;  // "gmail:<route key>", "outlook:<email>"
+  std::string provider;   // "google", "microsoft"
+  std::string account;
+  std::string fingerprint;
+  std::string rule;                       // "none", "google_testing_7d", "microsoft_90d"
+  std::optional<TimePoint> refreshed_at;  // a refresh that worked
+  std::optional<std::string> refused;     // or a refusal, in the provider's words
+};
+
 class SyncStore {
  public:
   virtual ~SyncStore() = default;
@@ -174,6 +186,9 @@ class SyncStore {
   virtual void set_outcome(const std::string& route, const std::string& outcome,
                            const std::string& error, bool success) = 0;
   virtual void set_auth_required(const std::string& route, const std::string& detail) = 0;
+  // Upserts the token's row: a new fingerprint starts it anew (first seen now); a refresh clears a
+  // refusal, a refusal keeps its first time.
+  virtual void record_token(const TokenRecord& record) = 0;
   // The progress row of a running sync: written every few seconds, cleared when the run ends.
   virtual void set_progress(const std::string& route, const Progress& progress) = 0;
   virtual void clear_progress(const std::string& route) = 0;

@@ -25,6 +25,8 @@ class LiveRouteSync {
   SyncReport run(const RunLease& lease, const std::atomic<bool>& cancel);
 
  private:
+  void record_tokens();
+
   const config::Settings& settings_;
   const config::Route& route_;
   oauth::TokenProvider& tokens_;
