@@ -49,6 +49,8 @@ CycleReport Scheduler::run_once(bool force, std::optional<queue::TimePoint> now)
     report.routes = routes_store_->upsert_routes(routes_);
     report.enqueued = routes_store_->run_route_sync_cycle(config_.owner, config_.interval, force,
                                                           config_.route_sync_max_attempts, now);
+    report.watches = routes_store_->ensure_route_watches();
+    if (report.watches > 0) spdlog::info("route_watch: {} watches enqueued", report.watches);
     report.rescued = jobs_store_->rescue_expired(config_.rescue_limit, now);
     report.pruned =
         jobs_store_->prune(config_.retention, config_.dead_retention, config_.prune_limit, now);

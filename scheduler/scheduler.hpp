@@ -29,12 +29,14 @@ struct SchedulerConfig {
 struct CycleReport {
   queue::RouteUpsert routes;
   std::optional<int> enqueued;  // nullopt: another replica ran this interval's cycle
+  int watches = 0;              // route_watch jobs made for push routes without one
   queue::RescueResult rescued;
   queue::PruneResult pruned;
 };
 
 // Every tick: upsert the configured routes, run the route_sync cycle when one is due (shared by
-// all replicas through mailsync.periodic_cycles), rescue expired leases, prune old jobs.
+// all replicas through mailsync.periodic_cycles), keep a route_watch job for each push route,
+// rescue expired leases, prune old jobs.
 class Scheduler {
  public:
   Scheduler(SchedulerConfig config,

@@ -1,12 +1,14 @@
 // `mailsync-worker`: claims jobs from mailsync.jobs and runs them (DESIGN.md section 3).
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "mailsync/build_info.hpp"
 #include "mailsync/cli.hpp"
@@ -18,6 +20,7 @@
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/worker_pool.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
+#include "mailsync/sync/route_watch.hpp"
 #include "mailsync/sync/sync_store.hpp"
 
 namespace po = boost::program_options;
@@ -31,13 +34,17 @@ int main(int argc, char** argv) {
       "Claims due jobs with FOR UPDATE SKIP LOCKED, runs them on --concurrency threads, heartbeats\n"
       "their leases, retries failures with backoff and dead-letters them after max attempts. Wakes\n"
       "on LISTEN/NOTIFY with a poll fallback; SIGTERM/SIGINT stop it gracefully.\n"
-      "Job kinds: route_sync (needs the routes configuration, tokens and DynamoDB settings) and\n"
-      "noop (tests and benchmarks).\n\nOptions");
+      "Job kinds: route_sync (needs the routes configuration, tokens and DynamoDB settings),\n"
+      "route_watch (IDLE on the Gmail INBOX of a push route, on --max-watches threads of their own)\n"
+      "and noop (tests and benchmarks).\n\nOptions");
   options.add_options()
       ("help,h", "show this help")
       ("version", "print the version")
       ("concurrency", po::value<int>()->default_value(4), "jobs run at once")
-      ("kinds", po::value<std::string>()->default_value("route_sync,noop"), "job kinds to run, comma-separated")
+      ("kinds", po::value<std::string>()->default_value("route_sync,route_watch,noop"), "job kinds to run, comma-separated")
+      ("max-watches", po::value<int>()->default_value(100),
+       "route_watch jobs (push routes) this process holds at most, each one IDLE connection on a\n"
+       "thread of its own, beside --concurrency")
       ("prefetch", po::value<int>()->default_value(0),
        "claim up to this many jobs beyond --concurrency to wait in memory (short jobs: fewer,\n"
        "larger claims; keep 0 for long jobs)")
@@ -103,12 +110,21 @@ int main(int argc, char** argv) {
   std::unique_ptr<oauth::TokenProvider> tokens;
   std::unique_ptr<sync::ImapPool> outlook, gmail;
   std::map<std::string, const config::Route*> routes;
-  if (kinds.contains(queue::kRouteSyncKind)) {
+  // route_watch jobs run in a pool of their own: each holds a thread and an IDLE connection for as
+  // long as it lives, and must not take the slots of route_sync.
+  queue::HandlerRegistry watch_handlers;
+  const int max_watches = vm["max-watches"].as<int>();
+  if (max_watches < 0) {
+    std::cerr << "mailsync-worker: --max-watches must not be negative\n";
+    return exit_code::kUsage;
+  }
+  if (kinds.contains(queue::kRouteSyncKind) || kinds.contains(queue::kRouteWatchKind)) {
     loaded = config::load_config(config::Needs::kSecrets);
     const auto dynamo = dynamo::dynamo_options_from_env(loaded->settings.tls_ca_file);
     std::vector<std::string> problems = loaded->errors;
     problems.insert(problems.end(), dynamo.errors.begin(), dynamo.errors.end());
     const sync::ImapPool::Limits pool_limits = sync::ImapPool::limits_from_env(problems);
+    const sync::WatchOptions watch_options = sync::WatchOptions::from_env(problems);
     for (const auto& warning : loaded->warnings) spdlog::warn("configuration: {}", warning);
     if (!problems.empty()) {
       for (const auto& problem : problems) std::cerr << "mailsync-worker: " << problem << "\n";
@@ -157,7 +173,43 @@ int main(int argc, char** argv) {
         throw;
       }
     };
-    handlers.add(queue::kRouteSyncKind, std::move(route_sync));
+    if (kinds.contains(queue::kRouteSyncKind))
+      handlers.add(queue::kRouteSyncKind, std::move(route_sync));
+
+    queue::KindConfig route_watch;
+    route_watch.retry = sync::route_sync_retry_policy();
+    route_watch.handler = [&, watch_options](queue::JobContext& context) -> queue::JobResult {
+      thread_local std::unique_ptr<sync::SyncStore> store;
+      const auto found = routes.find(context.job.route_key.value_or(""));
+      if (found == routes.end() || !found->second->enabled || !found->second->push)
+        return queue::JobResult::cancelled("route " + context.job.route_key.value_or("?") +
+                                           " is not a configured push route");
+      try {
+        if (!store)
+          store = sync::make_pg_sync_store(loaded->settings.database_url,
+                                           "mailsync-worker route_watch");
+        return sync::run_route_watch(
+            *found->second, sync::gmail_credential(loaded->settings, *found->second), *tokens,
+            *store,
+            [&] {
+              imap::ClientOptions client =
+                  sync::imap_options(loaded->settings, loaded->settings.gmail_imap);
+              // Every answer outside IDLE's own wait (DONE's above all) within this bound: a
+              // silent server is found within reidle + answer_timeout.
+              client.command_timeout = watch_options.answer_timeout;
+              client.tls.io_timeout = watch_options.answer_timeout;
+              return imap::Client::connect(client);
+            },
+            context, watch_options);
+      } catch (const postgres::DatabaseUnavailable&) {
+        store.reset();
+        throw;
+      }
+    };
+    const bool any_push = std::any_of(loaded->routes.begin(), loaded->routes.end(),
+                                      [](const config::Route& r) { return r.enabled && r.push; });
+    if (kinds.contains(queue::kRouteWatchKind) && max_watches > 0 && any_push)
+      watch_handlers.add(queue::kRouteWatchKind, std::move(route_watch));
   }
   if (handlers.kinds().empty()) {
     std::cerr << "mailsync-worker: --kinds names no known kind (route_sync, noop)\n";
@@ -173,9 +225,46 @@ int main(int argc, char** argv) {
 
   try {
     queue::WorkerPool pool(config, std::move(handlers));
-    cli::on_stop_signals([](void* p) { static_cast<queue::WorkerPool*>(p)->stop(); }, &pool);
+    // The watches: as many threads as --max-watches, no prefetch (a held watch is a claimed one),
+    // a short shutdown wait (a watch only stops when cancelled; it notices within half a second).
+    std::unique_ptr<queue::WorkerPool> watches;
+    if (!watch_handlers.kinds().empty()) {
+      queue::WorkerConfig watch_config = config;
+      watch_config.concurrency = max_watches;
+      watch_config.prefetch = 0;
+      watch_config.drain = false;
+      watch_config.shutdown_timeout = std::chrono::milliseconds(100);
+      watch_config.owner = pool.owner() + "/watch";
+      watches = std::make_unique<queue::WorkerPool>(watch_config, std::move(watch_handlers));
+    }
+    struct Pools {
+      queue::WorkerPool* jobs;
+      queue::WorkerPool* watches;
+    } both{&pool, watches.get()};
+    cli::on_stop_signals(
+        [](void* p) {
+          auto* pools = static_cast<Pools*>(p);
+          pools->jobs->stop();
+          if (pools->watches) pools->watches->stop();
+        },
+        &both);
+    std::thread watch_thread;
+    if (watches) {
+      spdlog::info("mailsync-worker: holding up to {} route_watch jobs", max_watches);
+      watch_thread = std::thread([&] {
+        try {
+          watches->run();
+        } catch (const std::exception& e) {
+          spdlog::error("route_watch pool stopped: {}", e.what());
+        }
+      });
+    }
     pool.run();
-    if (!pool.stopped_cleanly()) {
+    if (watches) {
+      watches->stop();
+      watch_thread.join();
+    }
+    if (!pool.stopped_cleanly() || (watches && !watches->stopped_cleanly())) {
       // A handler thread is still running on the routes, pools and tokens of this function:
       // returning would destroy them (and the process's statics) under its feet.
       spdlog::error(

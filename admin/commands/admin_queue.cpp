@@ -158,6 +158,15 @@ std::string token_cell(const nlohmann::json& r) {
   return left < 0 ? "expired " + amount + " ago" : "expires in " + amount;
 }
 
+// The PUSH column: "-" for a polled route, else what its watch last said.
+std::string push_cell(const nlohmann::json& r) {
+  if (!r.value("push", false)) return "-";
+  const std::string state = r["watch_state"].is_string() ? r["watch_state"].get<std::string>() : "";
+  if (state.empty()) return "starting";
+  if (state == "unsupported") return "polled: no IDLE";
+  return state;
+}
+
 }  // namespace
 
 int run_status(std::span<const std::string> args) {
@@ -198,16 +207,16 @@ int run_status(std::span<const std::string> args) {
         progress = text;
       }
       rows.push_back(
-          {cell(r["gmail_email"]), cell(r["target_folder"]), state, token_cell(r), queued, progress,
-           cell(r["last_outcome"]), cell(r["last_success_at"]),
+          {cell(r["gmail_email"]), cell(r["target_folder"]), state, token_cell(r), push_cell(r),
+           queued, progress, cell(r["last_outcome"]), cell(r["last_success_at"]),
            cell(r["refused_messages"]) + " refused, " + cell(r["retrying_messages"]) + " retrying",
            cell(r["last_error"])});
     }
     if (rows.empty())
       std::cout << "no routes yet: the scheduler adds the configured routes on its first cycle\n";
     else
-      print_table({"GMAIL", "FOLDER", "STATE", "TOKEN", "QUEUED", "PROGRESS", "LAST OUTCOME",
-                   "LAST SUCCESS", "NOT COPIED", "LAST ERROR"},
+      print_table({"GMAIL", "FOLDER", "STATE", "TOKEN", "PUSH", "QUEUED", "PROGRESS",
+                   "LAST OUTCOME", "LAST SUCCESS", "NOT COPIED", "LAST ERROR"},
                   rows, 48);
     std::cout << "\nqueue:";
     for (const char* state : {"available", "running", "dead", "cancelled"})
@@ -377,6 +386,7 @@ int run_routes(std::span<const std::string> args) {
                      {"mark_seen", r.mark_seen},
                      {"create_folder", r.create_folder},
                      {"gmail_oauth_app_testing", r.gmail_oauth_app_testing},
+                     {"push", r.push},
                      {"fallback_window_hours", r.fallback_window_hours},
                      {"initial_sync", config::to_string(r.initial_sync)},
                      {"gmail_client_id", r.gmail_client_id}});

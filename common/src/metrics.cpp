@@ -90,6 +90,24 @@ Metrics::Metrics()
                                    .Help("Times a route was stopped in auth_required")
                                    .Register(*registry)
                                    .Add({})),
+      watches_active(BuildGauge()
+                         .Name("mailsync_watches_active")
+                         .Help("route_watch jobs holding (or reconnecting) IDLE in this worker")
+                         .Register(*registry)
+                         .Add({})),
+      watch_pushes(BuildCounter()
+                       .Name("mailsync_watch_pushes_total")
+                       .Help("route_sync jobs a route_watch enqueued because mail arrived")
+                       .Register(*registry)
+                       .Add({})),
+      delivery_latency(
+          BuildHistogram()
+              .Name("mailsync_delivery_latency_seconds")
+              .Help("From a message's arrival in Gmail (INTERNALDATE, 1 s resolution) to its "
+                    "APPEND confirmed by Outlook")
+              .Register(*registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 3, 5, 10, 30, 60, 120, 300,
+                                                               600, 1800, 3600, 86400})),
       queue_due(BuildGauge()
                     .Name("mailsync_queue_due_jobs")
                     .Help("Available jobs whose run_at has come, by kind")

@@ -52,7 +52,12 @@ void CutProxy::serve() {
       ::close(server);
       continue;
     }
-    pumps_.emplace_back([this, client, server] {
+    auto silent = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard lock(silent_mutex_);
+      silent_.push_back(silent);
+    }
+    pumps_.emplace_back([this, client, server, silent] {
       char buffer[16384];
       pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
       while (!stop_) {
@@ -72,7 +77,8 @@ void CutProxy::serve() {
               break;
             }
           }
-          if (!cut_) ::send(fds[1 - i].fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
+          if (!cut_ && !*silent)
+            ::send(fds[1 - i].fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL);
         }
         if (closed) break;
       }
@@ -80,6 +86,11 @@ void CutProxy::serve() {
       ::close(server);
     });
   }
+}
+
+void CutProxy::silence_open_connections() {
+  std::lock_guard lock(silent_mutex_);
+  for (auto& flag : silent_) *flag = true;
 }
 
 }  // namespace mailsync::testing

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +24,9 @@ class CutProxy {
   bool cut() const { return cut_.load(); }
   // From now on, as if the byte count had been reached.
   void cut_now() { cut_ = true; }
+  // The connections open now go silent for good (forward nothing either way, stay open); later
+  // ones work: a NAT that forgot a long-lived connection.
+  void silence_open_connections();
 
  private:
   void serve();
@@ -35,6 +40,8 @@ class CutProxy {
   std::atomic<uint64_t> forwarded_{0};
   std::thread acceptor_;
   std::vector<std::thread> pumps_;
+  std::mutex silent_mutex_;
+  std::vector<std::shared_ptr<std::atomic<bool>>> silent_;
 };
 
 }  // namespace mailsync::testing

@@ -102,6 +102,14 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const EnvChange
 }
 
 ChildProcess::~ChildProcess() {
+  // A test that ended early (a failed ASSERT, an exception) leaves its long-running children (a
+  // worker, a scheduler) running: they are killed rather than waited for forever. A test that
+  // wants a child's own end calls wait() itself.
+  int status = 0;
+  if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == 0)
+    ::kill(pid_, SIGKILL);
+  else if (pid_ > 0)
+    pid_ = -1;  // reaped just now
   if (pid_ > 0) wait();
   ::unlink(out_path_.c_str());
   ::unlink(err_path_.c_str());

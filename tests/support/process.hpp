@@ -19,7 +19,8 @@ using EnvChanges = std::map<std::string, std::optional<std::string>>;
 // Runs `argv` to completion, capturing stdout and stderr.
 ProcessResult run_process(const std::vector<std::string>& argv, const EnvChanges& env = {});
 
-// A started child whose output goes to files; for running several at once.
+// A started child whose output goes to files; for running several at once. Destroyed while still
+// running, it is killed (SIGKILL).
 class ChildProcess {
  public:
   ChildProcess(const std::vector<std::string>& argv, const EnvChanges& env = {});

@@ -317,6 +317,9 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
       copied.push_back({m.uid, ok->uidvalidity, ok->uid, m.message_id, m.sha256_hex,
                         static_cast<int64_t>(m.bytes.size()), append_date(m), m.gm_msgid});
       mirror_done.push_back({m.uid, m.message_id, m.sha256_hex});
+      if (const auto arrived = append_date(m))
+        metrics::get().delivery_latency.Observe(
+            std::chrono::duration<double>(options.now() - *arrived).count());
       ++stats.appended;
       stats.bytes += static_cast<int64_t>(m.bytes.size());
     } else {

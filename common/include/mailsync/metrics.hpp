@@ -39,6 +39,11 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>& token_refreshes;         // by provider
   prometheus::Family<prometheus::Counter>& token_refresh_failures;  // by provider
   prometheus::Counter& routes_set_auth_required;
+  // Push (route_watch): watches held now, route_sync jobs they enqueued, and how long a message
+  // took from arriving in Gmail (its INTERNALDATE) to stored in Outlook.
+  prometheus::Gauge& watches_active;
+  prometheus::Counter& watch_pushes;
+  prometheus::Histogram& delivery_latency;
 
   // Scheduler (from the database, refreshed before each scrape).
   prometheus::Family<prometheus::Gauge>& queue_due;  // due available jobs, by kind

@@ -56,11 +56,19 @@ bool plausible_email(const std::string& value) {
 }
 
 const std::set<std::string>& known_route_fields() {
-  static const std::set<std::string> fields = {
-      "gmail_email",     "outlook_email",       "outlook_target_folder",
-      "gmail_client_id", "gmail_client_secret", "gmail_refresh_token",
-      "mark_seen",       "create_folder",       "fallback_window_hours",
-      "enabled",         "initial_sync",        "gmail_oauth_app_testing"};
+  static const std::set<std::string> fields = {"gmail_email",
+                                               "outlook_email",
+                                               "outlook_target_folder",
+                                               "gmail_client_id",
+                                               "gmail_client_secret",
+                                               "gmail_refresh_token",
+                                               "mark_seen",
+                                               "create_folder",
+                                               "fallback_window_hours",
+                                               "enabled",
+                                               "initial_sync",
+                                               "gmail_oauth_app_testing",
+                                               "push"};
   return fields;
 }
 
@@ -192,6 +200,7 @@ void parse_routes_json(const std::string& text, const Settings& defaults, Needs 
     route.mark_seen = bool_field("mark_seen", false);
     route.create_folder = bool_field("create_folder", true);
     route.gmail_oauth_app_testing = bool_field("gmail_oauth_app_testing", false);
+    route.push = bool_field("push", false);
     if (const auto hours = item.find("fallback_window_hours"); hours != item.end()) {
       if (hours->is_number_integer())
         route.fallback_window_hours = hours->get<int>();

@@ -333,7 +333,8 @@ void Client::probe_namespace() {
 }
 
 bool Client::idle(std::chrono::milliseconds timeout,
-                  const std::function<bool(const Response&)>& on_event) {
+                  const std::function<bool(const Response&)>& on_event,
+                  const std::function<bool()>& keep_going, std::chrono::milliseconds slice) {
   if (!has("IDLE")) throw ProtocolError(host_ + " does not support IDLE");
   const std::string tag = next_tag();
   send(tag + " IDLE\r\n");
@@ -361,7 +362,7 @@ bool Client::idle(std::chrono::milliseconds timeout,
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    stream_->set_io_timeout(left);
+    stream_->set_io_timeout(keep_going ? std::min(left, slice) : left);
     try {
       Response response = read_response();
       note(response);
@@ -374,7 +375,8 @@ bool Client::idle(std::chrono::milliseconds timeout,
         stream_->set_io_timeout(saved_timeout);
         throw;
       }
-      break;
+      // A slice ended with nothing (or part of a response, kept by the parser for the next read).
+      if (!keep_going || !keep_going()) break;
     }
   }
   stream_->set_io_timeout(saved_timeout);

@@ -33,20 +33,30 @@ class PgRouteStore final : public RouteStore {
       : db_(std::move(url), application_name) {}
 
   RouteUpsert upsert_routes(std::span<const config::Route> routes) override {
-    TextArray keys, gmail, outlook, folders, enabled;
+    TextArray keys, gmail, outlook, folders, enabled, push;
     for (const auto& route : routes) {
       keys.add(route.key());
       gmail.add(route.gmail_email);
       outlook.add(route.outlook_email);
       folders.add(route.target_folder);
       enabled.add(route.enabled ? "t" : "f");
+      push.add(route.push ? "t" : "f");
     }
     return db_.run([&] {
       pqxx::work work(db_.connection());
       const pqxx::row row = exec1(work, q::kRouteUpsert, keys.str(), gmail.str(), outlook.str(),
-                                  folders.str(), enabled.str());
+                                  folders.str(), enabled.str(), push.str());
       work.commit();
       return RouteUpsert{row[0].as<int>(), row[1].as<int>()};
+    });
+  }
+
+  int ensure_route_watches() override {
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
+      const pqxx::result made = exec(work, q::kRouteWatchEnsure);
+      work.commit();
+      return static_cast<int>(made.size());
     });
   }
 

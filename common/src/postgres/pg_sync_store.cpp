@@ -190,6 +190,36 @@ SET auth_state = 'auth_required', auth_detail = $2, last_outcome = 'auth_require
 WHERE route_key = $1
 )sql"};
 
+constexpr Query kSetWatchState{"sync_set_watch_state", R"sql(
+UPDATE mailsync.routes SET watch_state = $2, watch_detail = NULLIF($3, ''), watch_updated_at = now()
+WHERE route_key = $1
+)sql"};
+
+// The watch's "mail arrived": a new route_sync now, or the queued one brought forward (only a
+// scheduled one never attempted: a retry's backoff is kept), or word that one is running.
+constexpr Query kRequestSync{"sync_request_sync", R"sql(
+WITH route AS (
+  SELECT route_key FROM mailsync.routes
+  WHERE route_key = $1 AND enabled AND NOT paused AND auth_state = 'ok'
+),
+ins AS (
+  INSERT INTO mailsync.jobs (kind, route_key, priority)
+  SELECT 'route_sync', route_key, $2 FROM route
+  ON CONFLICT (route_key) WHERE kind = 'route_sync' AND finished_at IS NULL DO NOTHING
+  RETURNING id
+),
+forward AS (
+  UPDATE mailsync.jobs j SET run_at = now(), priority = least(j.priority, $2::smallint)
+  FROM route
+  WHERE j.kind = 'route_sync' AND j.route_key = route.route_key AND j.finished_at IS NULL
+    AND j.state = 'available' AND j.attempt = 0 AND j.run_at > now()
+  RETURNING j.id
+)
+SELECT (SELECT count(*) FROM route), (SELECT count(*) FROM ins),
+       (SELECT state::text FROM mailsync.jobs
+        WHERE kind = 'route_sync' AND route_key = $1 AND finished_at IS NULL)
+)sql"};
+
 constexpr Query kRecordToken{"sync_record_token", R"sql(
 INSERT INTO mailsync.refresh_tokens AS t (token_key, provider, account, fingerprint, rule,
                                           last_refresh_at, refused_at, refused_detail)
@@ -467,6 +497,23 @@ class PgSyncStore final : public SyncStore {
 
   void set_auth_required(const std::string& route, const std::string& detail) override {
     write(kSetAuthRequired, route, util::safe_text(detail));
+  }
+
+  void set_watch_state(const std::string& route, const std::string& state,
+                       const std::string& detail) override {
+    write(kSetWatchState, route, state, util::safe_text(detail));
+  }
+
+  SyncRequest request_sync(const std::string& route, int priority) override {
+    return db_.run([&] {
+      pqxx::work work(db_.connection());
+      const pqxx::result r = exec(work, kRequestSync, route, priority);
+      work.commit();
+      if (r[0][0].as<int>() == 0) return SyncRequest::kNotRunnable;
+      if (r[0][1].as<int>() > 0) return SyncRequest::kEnqueued;
+      return r[0][2].is_null() || r[0][2].as<std::string>() != "running" ? SyncRequest::kQueued
+                                                                         : SyncRequest::kRunning;
+    });
   }
 
   void record_token(const TokenRecord& r) override {

@@ -12,14 +12,15 @@ namespace mailsync::postgres::queries {
 
 inline constexpr Query kRouteUpsert{"route_upsert", R"sql(
 WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
-           AS r(route_key, gmail_email, outlook_email, target_folder, enabled)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::boolean[])
+           AS r(route_key, gmail_email, outlook_email, target_folder, enabled, push)
 ),
 changed AS (
-  INSERT INTO mailsync.routes AS r (route_key, gmail_email, outlook_email, target_folder, enabled)
-  SELECT route_key, gmail_email, outlook_email, target_folder, enabled FROM input
-  ON CONFLICT (route_key) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
-    WHERE r.enabled IS DISTINCT FROM EXCLUDED.enabled
+  INSERT INTO mailsync.routes AS r (route_key, gmail_email, outlook_email, target_folder, enabled, push)
+  SELECT route_key, gmail_email, outlook_email, target_folder, enabled, push FROM input
+  ON CONFLICT (route_key) DO UPDATE SET enabled = EXCLUDED.enabled, push = EXCLUDED.push,
+                                        updated_at = now()
+    WHERE r.enabled IS DISTINCT FROM EXCLUDED.enabled OR r.push IS DISTINCT FROM EXCLUDED.push
   RETURNING 1
 ),
 disabled AS (
@@ -50,6 +51,21 @@ WHERE CASE WHEN $1::text IS NULL THEN r.enabled AND NOT r.paused AND r.auth_stat
            ELSE r.route_key = $1 END
 ORDER BY r.route_key
 ON CONFLICT (route_key) WHERE kind = 'route_sync' AND finished_at IS NULL DO NOTHING
+RETURNING id
+)sql"};
+
+// A route_watch job for every push route that has none and can be watched: enabled, unpaused,
+// without auth trouble, and not found without IDLE in the last hour. The partial unique index
+// collapses a second one.
+inline constexpr Query kRouteWatchEnsure{"route_watch_ensure", R"sql(
+INSERT INTO mailsync.jobs (kind, route_key, priority, max_attempts)
+SELECT 'route_watch', r.route_key, 0, 1000000
+FROM mailsync.routes r
+WHERE r.push AND r.enabled AND NOT r.paused AND r.auth_state = 'ok'
+  AND NOT (r.watch_state IS NOT DISTINCT FROM 'unsupported'
+           AND r.watch_updated_at > now() - interval '1 hour')
+ORDER BY r.route_key
+ON CONFLICT (route_key) WHERE kind = 'route_watch' AND finished_at IS NULL DO NOTHING
 RETURNING id
 )sql"};
 

@@ -180,6 +180,17 @@ class FakeSyncStore final : public SyncStore {
                    bool success) override;
   void set_auth_required(const std::string& route, const std::string& detail) override;
   void record_token(const TokenRecord& record) override { tokens.push_back(record); }
+  void set_watch_state(const std::string&, const std::string& state,
+                       const std::string& detail) override {
+    watch_states.emplace_back(state, detail);
+  }
+  SyncRequest request_sync(const std::string&, int) override {
+    ++sync_requests;
+    return next_request;
+  }
+  std::vector<std::pair<std::string, std::string>> watch_states;
+  int sync_requests = 0;
+  SyncRequest next_request = SyncRequest::kEnqueued;
   std::vector<TokenRecord> tokens;
   void set_progress(const std::string& route, const Progress& p) override;
   void clear_progress(const std::string& route) override;

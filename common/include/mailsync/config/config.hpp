@@ -27,6 +27,9 @@ struct Route {
   // The Google OAuth app is in "Testing" status: Google ends its refresh tokens after 7 days, and
   // `status` counts down to that (mailsync cannot see the app's status itself).
   bool gmail_oauth_app_testing = false;
+  // Near-real-time delivery: a worker holds IDLE on the INBOX and enqueues the route's sync when
+  // mail arrives (a route_watch job); the schedule stays as the safety net.
+  bool push = false;
   std::string gmail_client_id;
   std::optional<Secret> gmail_client_secret;  // resolved only when the process needs secrets
   std::optional<Secret> gmail_refresh_token;

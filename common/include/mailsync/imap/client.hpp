@@ -181,9 +181,12 @@ class Client {
   void probe_namespace();
 
   // IDLE (RFC 2177): passes untagged responses to `on_event` until it returns false or `timeout`
-  // passes, then DONE. Returns true when on_event ended it.
-  bool idle(std::chrono::milliseconds timeout,
-            const std::function<bool(const Response&)>& on_event);
+  // passes, then DONE. Returns true when on_event ended it. `keep_going`, when given, is asked
+  // every `slice` while nothing arrives (cancellation); false ends the wait as the timeout does.
+  // DONE's answer is bounded by command_timeout: a server that went silent is found there.
+  bool idle(std::chrono::milliseconds timeout, const std::function<bool(const Response&)>& on_event,
+            const std::function<bool()>& keep_going = {},
+            std::chrono::milliseconds slice = std::chrono::milliseconds(500));
 
   void logout();  // best effort; the connection is closed afterwards
 

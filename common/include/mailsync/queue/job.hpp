@@ -13,6 +13,7 @@ using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
 
 inline constexpr const char* kRouteSyncKind = "route_sync";
+inline constexpr const char* kRouteWatchKind = "route_watch";
 inline constexpr const char* kNoopKind = "noop";
 
 struct NewJob {

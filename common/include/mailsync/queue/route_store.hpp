@@ -52,6 +52,10 @@ class RouteStore {
                                                   int max_attempts,
                                                   std::optional<TimePoint> now) = 0;
 
+  // A route_watch job for every push route without one that can be watched (sql/0008); returns how
+  // many were made. Every scheduler tick: cheap, and a watch that ended comes back at once.
+  virtual int ensure_route_watches() = 0;
+
   // `mailsync enqueue`: route_sync jobs for one route or all; returns the ids enqueued (routes that
   // already have a queued or running job are skipped).
   virtual std::vector<int64_t> enqueue_route_syncs(const EnqueueFilter& filter) = 0;

@@ -186,6 +186,16 @@ class SyncStore {
   virtual void set_outcome(const std::string& route, const std::string& outcome,
                            const std::string& error, bool success) = 0;
   virtual void set_auth_required(const std::string& route, const std::string& detail) = 0;
+  // The watch of a push route (routes.watch_state, sql/0008): "watching", "backoff",
+  // "unsupported", "stopped", and why.
+  virtual void set_watch_state(const std::string& route, const std::string& state,
+                               const std::string& detail) = 0;
+  // Mail arrived in a watched INBOX: the route's route_sync now at `priority` (lower runs first).
+  // kEnqueued: a new job; kQueued: one was queued already (brought forward to now if it was a
+  // scheduled one); kRunning: one is running and may have looked before the mail came, so ask
+  // again once it has ended; kNotRunnable: the route is paused, disabled or needs a person.
+  enum class SyncRequest { kEnqueued, kQueued, kRunning, kNotRunnable };
+  virtual SyncRequest request_sync(const std::string& route, int priority) = 0;
   // Upserts the token's row: a new fingerprint starts it anew (first seen now); a refresh clears a
   // refusal, a refusal keeps its first time.
   virtual void record_token(const TokenRecord& record) = 0;

@@ -1,0 +1,139 @@
+#include "mailsync/sync/route_watch.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "mailsync/cli.hpp"
+#include "mailsync/imap/errors.hpp"
+#include "mailsync/log.hpp"
+#include "mailsync/metrics.hpp"
+#include "mailsync/sync/imap_login.hpp"
+#include "mailsync/sync/outcome.hpp"
+#include "mailsync/util/strings.hpp"
+
+namespace mailsync::sync {
+
+namespace {
+
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+
+// Waits `how_long` unless cancelled; false when cancelled.
+bool pause(const queue::JobContext& context, milliseconds how_long) {
+  const auto until = Steady::now() + how_long;
+  while (Steady::now() < until) {
+    if (context.cancelled()) return false;
+    std::this_thread::sleep_for(std::min(milliseconds(100), how_long));
+  }
+  return !context.cancelled();
+}
+
+std::string iso_in(milliseconds from_now) {
+  const auto at = std::chrono::system_clock::now() + from_now;
+  const std::time_t t = std::chrono::system_clock::to_time_t(at);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+}  // namespace
+
+WatchOptions WatchOptions::from_env(std::vector<std::string>& problems) {
+  WatchOptions options;
+  const cli::IntSetting reidle = cli::env_positive_int("MAILSYNC_WATCH_REIDLE_SECONDS", 25 * 60);
+  if (!reidle.error.empty()) problems.push_back(reidle.error);
+  if (reidle.value >= 29 * 60)
+    problems.emplace_back(
+        "MAILSYNC_WATCH_REIDLE_SECONDS must be under 1740 (RFC 2177: re-issue IDLE within 29 "
+        "minutes)");
+  options.reidle = std::chrono::seconds(reidle.value);
+  const cli::IntSetting answer = cli::env_positive_int("MAILSYNC_WATCH_ANSWER_TIMEOUT_SECONDS", 15);
+  if (!answer.error.empty()) problems.push_back(answer.error);
+  options.answer_timeout = std::chrono::seconds(answer.value);
+  return options;
+}
+
+queue::JobResult run_route_watch(const config::Route& route, const oauth::Credential& credential,
+                                 oauth::TokenProvider& tokens, SyncStore& store,
+                                 const ClientFactory& connect, const queue::JobContext& context,
+                                 const WatchOptions& options) {
+  const std::string key = route.key();
+  auto& active = metrics::get().watches_active;
+  active.Increment();
+  struct Done {
+    prometheus::Gauge& gauge;
+    ~Done() { gauge.Decrement(); }
+  } done{active};
+
+  milliseconds backoff = options.first_backoff;
+  bool pending = true;  // mail may have come while no watch ran: one sync at the start
+  while (!context.cancelled()) {
+    try {
+      std::unique_ptr<imap::Client> client = connect();
+      login_xoauth2(*client, route.gmail_email, credential, tokens);
+      if (!client->has("IDLE")) client->refresh_capabilities();
+      if (!client->has("IDLE")) {
+        const std::string why =
+            "the Gmail server lists no IDLE capability: the route is polled on the schedule";
+        store.set_watch_state(key, "unsupported", why);
+        spdlog::warn("route_watch {}: {}", route.gmail_email, why);
+        client->logout();
+        return queue::JobResult::succeeded();
+      }
+      uint32_t exists = client->examine("INBOX").exists;  // read-only, as the sync (invariant 1)
+      store.set_watch_state(key, "watching", "");
+      spdlog::info("route_watch {}: holding IDLE on INBOX ({} messages)", route.gmail_email,
+                   exists);
+      backoff = options.first_backoff;
+      while (!context.cancelled()) {
+        if (pending) {
+          const SyncStore::SyncRequest asked = store.request_sync(key, options.priority);
+          if (asked == SyncStore::SyncRequest::kNotRunnable) {
+            store.set_watch_state(key, "stopped",
+                                  "the route is paused, disabled or needs a person");
+            client->logout();
+            return queue::JobResult::succeeded();
+          }
+          pending = asked == SyncStore::SyncRequest::kRunning;
+          if (asked == SyncStore::SyncRequest::kEnqueued) metrics::get().watch_pushes.Increment();
+        }
+        client->idle(
+            pending ? options.running_recheck : options.reidle,
+            [&](const imap::Response& response) {
+              if (const auto* count = std::get_if<imap::CountData>(&response)) {
+                if (count->kind == imap::CountData::Kind::kExpunge && exists > 0) --exists;
+                if (count->kind == imap::CountData::Kind::kExists) {
+                  const bool more = count->number > exists;
+                  exists = count->number;
+                  if (more) {
+                    pending = true;
+                    return false;  // DONE now, enqueue, IDLE again
+                  }
+                }
+              }
+              return true;
+            },
+            [&] { return !context.cancelled(); });
+      }
+      client->logout();
+    } catch (const std::exception& e) {
+      if (context.cancelled()) break;
+      // A BYE (Gmail after ~30 minutes), a dropped or silent connection, a refused login: say so,
+      // wait, connect again. Whatever arrived meanwhile is synced on reconnecting.
+      pending = true;
+      const std::string what = util::safe_text(e.what());
+      store.set_watch_state(key, "backoff",
+                            "reconnecting at " + iso_in(backoff) + " after: " + what);
+      spdlog::warn("route_watch {}: {}; reconnecting in {} ms", route.gmail_email, what,
+                   backoff.count());
+      if (!pause(context, backoff)) break;
+      backoff = std::min(backoff * 2, options.max_backoff);
+    }
+  }
+  return queue::JobResult::cancelled("route_watch stopped");
+}
+
+}  // namespace mailsync::sync
