@@ -19,6 +19,7 @@
 #include "mailsync/log.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/queue/worker_pool.hpp"
+#include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/route_watch.hpp"
 #include "mailsync/sync/sync_store.hpp"
@@ -188,9 +189,9 @@ int main(int argc, char** argv) {
         if (!store)
           store = sync::make_pg_sync_store(loaded->settings.database_url,
                                            "mailsync-worker route_watch");
+        const config::Route& route = *found->second;
         return sync::run_route_watch(
-            *found->second, sync::gmail_credential(loaded->settings, *found->second), *tokens,
-            *store,
+            route, *store,
             [&] {
               imap::ClientOptions client =
                   sync::imap_options(loaded->settings, loaded->settings.gmail_imap);
@@ -198,7 +199,10 @@ int main(int argc, char** argv) {
               // silent server is found within reidle + answer_timeout.
               client.command_timeout = watch_options.answer_timeout;
               client.tls.io_timeout = watch_options.answer_timeout;
-              return imap::Client::connect(client);
+              std::unique_ptr<imap::Client> connected = imap::Client::connect(client);
+              sync::login_xoauth2(*connected, route.gmail_email,
+                                  sync::gmail_credential(loaded->settings, route), *tokens);
+              return connected;
             },
             context, watch_options);
       } catch (const postgres::DatabaseUnavailable&) {

@@ -8,8 +8,6 @@
 #include "mailsync/imap/errors.hpp"
 #include "mailsync/log.hpp"
 #include "mailsync/metrics.hpp"
-#include "mailsync/sync/imap_login.hpp"
-#include "mailsync/sync/outcome.hpp"
 #include "mailsync/util/strings.hpp"
 
 namespace mailsync::sync {
@@ -56,8 +54,7 @@ WatchOptions WatchOptions::from_env(std::vector<std::string>& problems) {
   return options;
 }
 
-queue::JobResult run_route_watch(const config::Route& route, const oauth::Credential& credential,
-                                 oauth::TokenProvider& tokens, SyncStore& store,
+queue::JobResult run_route_watch(const config::Route& route, SyncStore& store,
                                  const ClientFactory& connect, const queue::JobContext& context,
                                  const WatchOptions& options) {
   const std::string key = route.key();
@@ -73,7 +70,6 @@ queue::JobResult run_route_watch(const config::Route& route, const oauth::Creden
   while (!context.cancelled()) {
     try {
       std::unique_ptr<imap::Client> client = connect();
-      login_xoauth2(*client, route.gmail_email, credential, tokens);
       if (!client->has("IDLE")) client->refresh_capabilities();
       if (!client->has("IDLE")) {
         const std::string why =

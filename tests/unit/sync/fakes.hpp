@@ -186,8 +186,10 @@ class FakeSyncStore final : public SyncStore {
   }
   SyncRequest request_sync(const std::string&, int) override {
     ++sync_requests;
+    if (on_request) on_request(sync_requests);
     return next_request;
   }
+  std::function<void(int)> on_request;  // called with the count of requests so far
   std::vector<std::pair<std::string, std::string>> watch_states;
   int sync_requests = 0;
   SyncRequest next_request = SyncRequest::kEnqueued;

@@ -8,7 +8,6 @@
 
 #include "mailsync/config/config.hpp"
 #include "mailsync/imap/client.hpp"
-#include "mailsync/oauth/token_provider.hpp"
 #include "mailsync/queue/worker_pool.hpp"
 #include "mailsync/sync/sync_store.hpp"
 
@@ -37,6 +36,8 @@ struct WatchOptions {
   static WatchOptions from_env(std::vector<std::string>& problems);
 };
 
+// A new connection to the route's Gmail server, logged in (XOAUTH2); throws what connecting or
+// logging in throws.
 using ClientFactory = std::function<std::unique_ptr<imap::Client>()>;
 
 // One attempt of a route_watch job. Returns when the job's cancel flag is set (the pool gives the
@@ -44,8 +45,7 @@ using ClientFactory = std::function<std::unique_ptr<imap::Client>()>;
 // auth_required: the scheduler makes a new watch once it can), or when the server has no IDLE
 // (routes.watch_state 'unsupported': the route is polled, `status` says why). Connection and login
 // failures are retried inside with backoff, the state in routes.watch_state.
-queue::JobResult run_route_watch(const config::Route& route, const oauth::Credential& credential,
-                                 oauth::TokenProvider& tokens, SyncStore& store,
+queue::JobResult run_route_watch(const config::Route& route, SyncStore& store,
                                  const ClientFactory& connect, const queue::JobContext& context,
                                  const WatchOptions& options);
 
