@@ -4,8 +4,8 @@
 #   ("gmail" and "outlook") + the OAuth emulator, seeds three Gmail inboxes with a few hundred
 #   varied messages, runs the scheduler once and a worker until the queue is drained, shows what
 #   arrived where and the dashboard, runs again to show nothing is copied twice, then lets a
-#   long-running worker copy new mail while its JSON log and Prometheus metrics are shown, and
-#   stops it all.
+#   long-running worker copy new mail while its JSON log and Prometheus metrics are shown, shows a
+#   push route (IDLE) copying new mail within seconds, and stops it all.
 #
 #   deploy/local/demo.sh            (KEEP_STACK=1 leaves the stack running and prints its env file)
 #   MAILSYNC_STACK_PROFILE=providers deploy/local/demo.sh   the servers behave like Gmail and
@@ -78,6 +78,29 @@ grep '"route_sync done' "$worker_log" | grep alice | head -1 | sed 's/^/     /'
 kill -TERM "$worker"
 wait "$worker" || true
 rm -f "$worker_log"
+python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
+
+say "9. Push: alice's route with \"push\": true copies new mail in seconds, not at the next 5-minute run"
+push_routes=$(mktemp /tmp/mailsync-demo-routes.XXXXXX)
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); r[0]["push"] = True; json.dump(r, open(sys.argv[2], "w"))' \
+  "$SYNC_ROUTES_FILE" "$push_routes"
+SYNC_ROUTES_FILE=$push_routes mailsync-scheduler --tick-seconds 1 2>/dev/null &
+scheduler=$!
+SYNC_ROUTES_FILE=$push_routes mailsync-worker --concurrency 3 2>/dev/null &
+worker=$!
+alice_done="SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE' AND route_key LIKE 'ROUTE#alice@%'"
+until [[ $(psql -qAt "$MAILSYNC_DATABASE_URL" -c "SELECT watch_state FROM mailsync.routes WHERE route_key LIKE 'ROUTE#alice@%'") == watching ]]; do
+  sleep 0.1
+done
+before=$(psql -qAt "$MAILSYNC_DATABASE_URL" -c "$alice_done")
+start=$(date +%s%N)
+python3 deploy/local/seed_mail.py alice@gmail.test 1 --seed 5 | sed 's/^/   /'
+until (($(psql -qAt "$MAILSYNC_DATABASE_URL" -c "$alice_done") > before)); do sleep 0.05; done
+echo "   the IDLE watch saw it and the copy was in Outlook $(( ($(date +%s%N) - start) / 1000000 )) ms after it arrived"
+SYNC_ROUTES_FILE=$push_routes mailsync status | sed 's/^/   /'
+kill -TERM "$worker" "$scheduler"
+wait "$worker" "$scheduler" || true
+rm -f "$push_routes"
 python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
 
 if [[ -n ${KEEP_STACK:-} ]]; then
