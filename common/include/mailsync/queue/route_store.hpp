@@ -52,7 +52,7 @@ class RouteStore {
                                                   int max_attempts,
                                                   std::optional<TimePoint> now) = 0;
 
-  // A route_watch job for every push route without one that can be watched (sql/0008); returns how
+  // A route_watch job for every push route without one that can be watched (sql/0007); returns how
   // many were made. Every scheduler tick: cheap, and a watch that ended comes back at once.
   virtual int ensure_route_watches() = 0;
 

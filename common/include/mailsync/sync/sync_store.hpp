@@ -186,7 +186,7 @@ class SyncStore {
   virtual void set_outcome(const std::string& route, const std::string& outcome,
                            const std::string& error, bool success) = 0;
   virtual void set_auth_required(const std::string& route, const std::string& detail) = 0;
-  // The watch of a push route (routes.watch_state, sql/0008): "watching", "backoff",
+  // The watch of a push route (routes.watch_state, sql/0007): "watching", "backoff",
   // "unsupported", "stopped", and why.
   virtual void set_watch_state(const std::string& route, const std::string& state,
                                const std::string& detail) = 0;

@@ -1,5 +1,41 @@
--- 0008: near-real-time delivery with IDLE (issue "What the earlier versions promised", part 3).
--- Forward-only: never edit this file once it has landed.
+-- 0007: refresh tokens announced before they end, and near-real-time delivery with IDLE (issue
+-- "What the earlier versions promised", parts 2 and 3). Forward-only: never edit this file once
+-- it has landed.
+
+-- One row per refresh token mailsync uses: a route's Gmail token ('gmail:' || route_key) and each
+-- Outlook mailbox's token ('outlook:' || email). No secret is stored: `fingerprint` is the first
+-- 16 hex digits of the token's SHA-256, enough to tell a new token (after `mailsync auth`) from
+-- the old one and useless for anything else.
+--   rule 'google_testing_7d': the Google app is in "Testing" (route option
+--     gmail_oauth_app_testing): Google ends its refresh tokens 7 days after they were issued;
+--     mailsync counts from when it first saw the token.
+--   rule 'microsoft_90d': Microsoft ends a refresh token 90 days after it was last used (each
+--     refresh rotates it, so a token in use does not expire).
+--   rule 'none': no known end (revocation still ends it: refused_at).
+CREATE TABLE mailsync.refresh_tokens (
+  token_key       text        PRIMARY KEY,
+  provider        text        NOT NULL CHECK (provider IN ('google', 'microsoft')),
+  account         text        NOT NULL,
+  fingerprint     text        NOT NULL,
+  rule            text        NOT NULL CHECK (rule IN ('none', 'google_testing_7d', 'microsoft_90d')),
+  first_seen_at   timestamptz NOT NULL DEFAULT now(),
+  last_refresh_at timestamptz,
+  refused_at      timestamptz,
+  refused_detail  text,
+  updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE VIEW mailsync.token_expiry AS
+SELECT token_key, provider, account, rule, first_seen_at, last_refresh_at, refused_at, refused_detail,
+       CASE rule
+         WHEN 'google_testing_7d' THEN first_seen_at + interval '7 days'
+         WHEN 'microsoft_90d' THEN coalesce(last_refresh_at, first_seen_at) + interval '90 days'
+       END AS expires_at
+FROM mailsync.refresh_tokens;
+
+-- Since when a route waits for new credentials.
+ALTER TABLE mailsync.routes ADD COLUMN auth_required_at timestamptz;
+UPDATE mailsync.routes SET auth_required_at = updated_at WHERE auth_state = 'auth_required';
 
 -- A route with `push: true` in its configuration has a long-running route_watch job: a worker
 -- holds IDLE on its Gmail INBOX and enqueues its route_sync when mail arrives; the 5-minute
@@ -19,7 +55,10 @@ ALTER TABLE mailsync.routes ADD COLUMN watch_updated_at timestamptz;
 CREATE UNIQUE INDEX jobs_one_active_route_watch ON mailsync.jobs (route_key)
   WHERE kind = 'route_watch' AND finished_at IS NULL;
 
--- route_status as in 0007, with the watch of a push route in the last columns.
+-- route_status as in 0004, with the route's tokens and its watch in the last columns. The token:
+-- the one of its two (its Gmail token, its Outlook mailbox's token) that ends first, and a state:
+-- 'auth_required' (a token was refused; since auth_required_since), 'expired', 'expiring'
+-- (within 7 days), 'ok', or 'unknown' (no run has used its tokens yet).
 CREATE OR REPLACE VIEW mailsync.route_status AS
 SELECT r.route_key, r.gmail_email, r.outlook_email, r.target_folder, r.enabled, r.paused, r.auth_state,
        q.id AS queued_job_id, q.state AS queued_job_state, q.attempt AS queued_job_attempt,
