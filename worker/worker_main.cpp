@@ -180,35 +180,31 @@ int main(int argc, char** argv) {
     queue::KindConfig route_watch;
     route_watch.retry = sync::route_sync_retry_policy();
     route_watch.handler = [&, watch_options](queue::JobContext& context) -> queue::JobResult {
-      thread_local std::unique_ptr<sync::SyncStore> store;
+      // One database connection for every watch of this process (sync::WatchStore).
+      static sync::WatchStore store([&] {
+        return sync::make_pg_sync_store(loaded->settings.database_url,
+                                        "mailsync-worker route_watch");
+      });
       const auto found = routes.find(context.job.route_key.value_or(""));
       if (found == routes.end() || !found->second->enabled || !found->second->push)
         return queue::JobResult::cancelled("route " + context.job.route_key.value_or("?") +
                                            " is not a configured push route");
-      try {
-        if (!store)
-          store = sync::make_pg_sync_store(loaded->settings.database_url,
-                                           "mailsync-worker route_watch");
-        const config::Route& route = *found->second;
-        return sync::run_route_watch(
-            route, *store,
-            [&] {
-              imap::ClientOptions client =
-                  sync::imap_options(loaded->settings, loaded->settings.gmail_imap);
-              // Every answer outside IDLE's own wait (DONE's above all) within this bound: a
-              // silent server is found within reidle + answer_timeout.
-              client.command_timeout = watch_options.answer_timeout;
-              client.tls.io_timeout = watch_options.answer_timeout;
-              std::unique_ptr<imap::Client> connected = imap::Client::connect(client);
-              sync::login_xoauth2(*connected, route.gmail_email,
-                                  sync::gmail_credential(loaded->settings, route), *tokens);
-              return connected;
-            },
-            context, watch_options);
-      } catch (const postgres::DatabaseUnavailable&) {
-        store.reset();
-        throw;
-      }
+      const config::Route& route = *found->second;
+      return sync::run_route_watch(
+          route, store,
+          [&] {
+            imap::ClientOptions client =
+                sync::imap_options(loaded->settings, loaded->settings.gmail_imap);
+            // Every answer outside IDLE's own wait (DONE's above all) within this bound: a
+            // silent server is found within reidle + answer_timeout.
+            client.command_timeout = watch_options.answer_timeout;
+            client.tls.io_timeout = watch_options.answer_timeout;
+            std::unique_ptr<imap::Client> connected = imap::Client::connect(client);
+            sync::login_xoauth2(*connected, route.gmail_email,
+                                sync::gmail_credential(loaded->settings, route), *tokens);
+            return connected;
+          },
+          context, watch_options);
     };
     const bool any_push = std::any_of(loaded->routes.begin(), loaded->routes.end(),
                                       [](const config::Route& r) { return r.enabled && r.push; });

@@ -8,6 +8,7 @@
 #include "mailsync/imap/errors.hpp"
 #include "mailsync/log.hpp"
 #include "mailsync/metrics.hpp"
+#include "mailsync/postgres/errors.hpp"
 #include "mailsync/util/strings.hpp"
 
 namespace mailsync::sync {
@@ -54,7 +55,36 @@ WatchOptions WatchOptions::from_env(std::vector<std::string>& problems) {
   return options;
 }
 
-queue::JobResult run_route_watch(const config::Route& route, SyncStore& store,
+WatchStore::WatchStore(std::function<std::unique_ptr<SyncStore>()> connect)
+    : connect_(std::move(connect)) {}
+
+WatchStore::WatchStore(SyncStore& store) : store_(&store) {}
+
+template <typename F>
+auto WatchStore::locked(F&& body) {
+  std::lock_guard lock(mutex_);
+  if (store_ == nullptr) store_ = (owned_ = connect_()).get();
+  try {
+    return body(*store_);
+  } catch (const postgres::DatabaseUnavailable&) {
+    if (connect_) {  // made again on the next call
+      owned_.reset();
+      store_ = nullptr;
+    }
+    throw;
+  }
+}
+
+void WatchStore::set_watch_state(const std::string& route, const std::string& state,
+                                 const std::string& detail) {
+  locked([&](SyncStore& store) { store.set_watch_state(route, state, detail); });
+}
+
+SyncStore::SyncRequest WatchStore::request_sync(const std::string& route, int priority) {
+  return locked([&](SyncStore& store) { return store.request_sync(route, priority); });
+}
+
+queue::JobResult run_route_watch(const config::Route& route, WatchStore& store,
                                  const ClientFactory& connect, const queue::JobContext& context,
                                  const WatchOptions& options) {
   const std::string key = route.key();

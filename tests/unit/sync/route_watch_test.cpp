@@ -26,6 +26,7 @@ struct Watch {
   queue::Lease lease{"test", std::chrono::seconds(60), std::chrono::steady_clock::now()};
   queue::JobContext context{job, run_id, cancel, lease};
   sync::fakes::FakeSyncStore store;
+  sync::WatchStore watch_store{store};
   config::Route route;
   int connects = 0;
   sync::WatchOptions options;
@@ -39,7 +40,7 @@ struct Watch {
   }
   queue::JobResult run(const char* greeting, ScriptedImapStream::Server server) {
     return sync::run_route_watch(
-        route, store,
+        route, watch_store,
         [&] {
           ++connects;
           return imap::Client::over(std::make_unique<ScriptedImapStream>(greeting, server));
@@ -94,7 +95,7 @@ TEST(RouteWatch, ALostConnectionIsSaidAndConnectedAgain) {
   const auto result = [&] {
     w.store.on_request = nullptr;
     return sync::run_route_watch(
-        w.route, w.store,
+        w.route, w.watch_store,
         [&]() -> std::unique_ptr<imap::Client> {
           if (++connects_seen == 3) w.cancel = true;
           throw net::TransportError(net::TransportErrorKind::kClosed, "connection refused");

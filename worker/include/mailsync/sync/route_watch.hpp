@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -40,12 +41,32 @@ struct WatchOptions {
 // logging in throws.
 using ClientFactory = std::function<std::unique_ptr<imap::Client>()>;
 
+// The database as a watch needs it: two rare writes. Every watch of a process shares one
+// connection (a mutex around it), so that a hundred watched routes cost PostgreSQL one backend,
+// not a hundred; a connection the database dropped is made again on the next call.
+class WatchStore {
+ public:
+  explicit WatchStore(std::function<std::unique_ptr<SyncStore>()> connect);
+  explicit WatchStore(SyncStore& store);  // an existing store (tests)
+  void set_watch_state(const std::string& route, const std::string& state,
+                       const std::string& detail);
+  SyncStore::SyncRequest request_sync(const std::string& route, int priority);
+
+ private:
+  template <typename F>
+  auto locked(F&& body);
+  std::function<std::unique_ptr<SyncStore>()> connect_;
+  std::unique_ptr<SyncStore> owned_;
+  SyncStore* store_ = nullptr;
+  std::mutex mutex_;
+};
+
 // One attempt of a route_watch job. Returns when the job's cancel flag is set (the pool gives the
 // job back or another worker has it), when the route cannot be synced any more (paused, disabled,
 // auth_required: the scheduler makes a new watch once it can), or when the server has no IDLE
 // (routes.watch_state 'unsupported': the route is polled, `status` says why). Connection and login
 // failures are retried inside with backoff, the state in routes.watch_state.
-queue::JobResult run_route_watch(const config::Route& route, SyncStore& store,
+queue::JobResult run_route_watch(const config::Route& route, WatchStore& store,
                                  const ClientFactory& connect, const queue::JobContext& context,
                                  const WatchOptions& options);
 
