@@ -161,7 +161,7 @@ std::string token_cell(const nlohmann::json& r) {
 // The PUSH column: "-" for a polled route, else what its watch last said.
 std::string push_cell(const nlohmann::json& r) {
   if (!r.value("push", false)) return "-";
-  const std::string state = r["watch_state"].is_string() ? r["watch_state"].get<std::string>() : "";
+  std::string state = r["watch_state"].is_string() ? r["watch_state"].get<std::string>() : "";
   if (state.empty()) return "starting";
   if (state == "unsupported") return "polled: no IDLE";
   return state;

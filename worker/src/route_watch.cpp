@@ -42,9 +42,9 @@ std::string iso_in(milliseconds from_now) {
 
 WatchOptions WatchOptions::from_env(std::vector<std::string>& problems) {
   WatchOptions options;
-  const cli::IntSetting reidle = cli::env_positive_int("MAILSYNC_WATCH_REIDLE_SECONDS", 25 * 60);
+  const cli::IntSetting reidle = cli::env_positive_int("MAILSYNC_WATCH_REIDLE_SECONDS", 25L * 60);
   if (!reidle.error.empty()) problems.push_back(reidle.error);
-  if (reidle.value >= 29 * 60)
+  if (reidle.value >= 29L * 60)
     problems.emplace_back(
         "MAILSYNC_WATCH_REIDLE_SECONDS must be under 1740 (RFC 2177: re-issue IDLE within 29 "
         "minutes)");
