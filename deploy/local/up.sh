@@ -222,6 +222,15 @@ namespace inbox {
 protocol imap {
   mail_max_userip_connections = 100
 }
+# Dovecot's default of 100 processes per service drops connections past 100 IMAPS clients (each
+# TLS login process lives as long as its connection): push holds one IDLE connection per route,
+# and bench/push holds 200 beside the syncs' own.
+default_process_limit = 1000
+default_client_limit = 4000
+# An IDLE session learns of new mail through inotify, limited to 128 instances per user (all
+# mailboxes here are one Unix user, vmail); past that Dovecot polls every 30 s. Gmail tells an
+# IDLE client at once: check every second where inotify is gone.
+mailbox_idle_check_interval = 1 secs
 service imap-login {
   # Plaintext port for STARTTLS only: ssl = required refuses any login before TLS.
   inet_listener imap {
