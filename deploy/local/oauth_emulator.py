@@ -38,9 +38,10 @@ InvalidSignatureException for a wrong signature. Versions and staging labels as 
 describes them: PutSecretValue without VersionStages moves AWSCURRENT (and AWSPREVIOUS), with them
 it does not; UpdateSecretVersionStage fails with InvalidParameterException when the label is on
 another version than RemoveFromVersionId (API_UpdateSecretVersionStage).
-  POST /admin/secret {"name", "string"?, "denied"?, "get_delay_ms"?}  create or set a secret (a new
-                     AWSCURRENT version), refuse access to it (AccessDeniedException), or delay every
-                     GetSecretValue of it (to make writers race)
+  POST /admin/secret {"name", "string"?, "denied"?, "get_delay_ms"?, "get_barrier"?}  create or set
+                     a secret (a new AWSCURRENT version), refuse access to it (AccessDeniedException),
+                     delay every GetSecretValue of it, or hold the next N GetSecretValue calls until
+                     all N have arrived (at most 5 s): writers that race for certain
   GET  /admin/secret?name=N  {"string", "versions", "arn"}
   Counts in /admin/stats: sm_calls {operation: n}, sm_refused (signature, key, access),
   sm_stage_conflicts.
@@ -347,6 +348,7 @@ class Handler(BaseHTTPRequestHandler):
             calls[operation] = calls.get(operation, 0) + 1
             secret = self.find_secret(secret_id)
             delay = secret["get_delay_ms"] if secret and operation == "GetSecretValue" else 0
+            barrier = secret.get("barrier") if secret and operation == "GetSecretValue" else None
         if operation not in ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage"):
             return self.sm_error(400, "UnknownOperationException", "")
         if secret is None:
@@ -360,6 +362,14 @@ class Handler(BaseHTTPRequestHandler):
                                  "the secretsmanager:%s action" % (operation, secret_id, operation))
         if delay:
             time.sleep(delay / 1000)
+        if barrier is not None:
+            try:
+                barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                pass
+            with self.state.lock:
+                if secret.get("barrier") is barrier:
+                    secret["barrier"] = None  # once: a reader that comes later is not held
         with self.state.lock:
             if operation == "GetSecretValue":
                 version = body.get("VersionId")
@@ -414,6 +424,8 @@ class Handler(BaseHTTPRequestHandler):
             for knob in ("denied", "get_delay_ms"):
                 if knob in body:
                     secret[knob] = body[knob]
+            if body.get("get_barrier"):
+                secret["barrier"] = threading.Barrier(int(body["get_barrier"]))
             return self.reply(200, {"arn": secret["arn"]})
 
     @staticmethod

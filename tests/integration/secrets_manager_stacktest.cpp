@@ -181,12 +181,14 @@ TEST_F(SecretsManager, ARotatedRefreshTokenIsWrittenBackIntoItsSecretAndUsedNext
                   stack_env("GMAIL_CLIENT_SECRET")});
 }
 
-// Two workers rotate at once: both read version V, one moves AWSCURRENT, the other's move from V
+// Two workers rotate at once (the emulator holds both reads until both came): both read version V,
+// one moves AWSCURRENT, the other's move from V
 // fails, it reads again, finds a token it did not expect and keeps it (kKeptOther). Meanwhile a
 // writer of another key loses nothing.
 TEST_F(SecretsManager, TwoRotationsAtOnceKeepOneTokenAndEveryOtherKey) {
   const std::string name = put_secret({{"MS_REFRESH_TOKEN", "t0"}, {"OTHER", "kept"}});
-  emulator_admin("/admin/secret", json{{"name", name}, {"get_delay_ms", 300}}.dump());
+  // Both reads are held until both have arrived: they see the same version, whatever the load.
+  emulator_admin("/admin/secret", json{{"name", name}, {"get_barrier", 2}}.dump());
   const int conflicts_before = emulator_stats().value("sm_stage_conflicts", 0);
   auto a = aws::secrets_manager_from_env();
   auto b = aws::secrets_manager_from_env();
@@ -204,6 +206,7 @@ TEST_F(SecretsManager, TwoRotationsAtOnceKeepOneTokenAndEveryOtherKey) {
   EXPECT_EQ(emulator_stats().value("sm_stage_conflicts", 0) - conflicts_before, 1);
 
   // Different keys at once, no expectation: both land (the loser merges into the new version).
+  emulator_admin("/admin/secret", json{{"name", name}, {"get_barrier", 2}}.dump());
   std::thread tc([&] { a->write(name, "GMAIL_TOKEN", "g", std::nullopt); });
   std::thread td([&] { b->write(name, "OTHER", "changed", std::nullopt); });
   tc.join();
