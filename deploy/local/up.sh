@@ -20,6 +20,9 @@
 #   deploy/local/down.sh "$stack"   # stops everything it started
 #
 # MAILSYNC_STACK_DIR=DIR puts the stack there (created; must not hold a running stack).
+# MAILSYNC_STACK_OUTLOOK_IMAP_CAPABILITY="..." replaces the "outlook" Dovecot's capability list
+# after login (bench/sync/run.sh's WAN path: Outlook.com's list, so no MULTIAPPEND, at Dovecot's
+# own speed rather than through the providers profile's Python proxy).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
@@ -275,7 +278,7 @@ start_dovecot gmail "$gmail_port" "$starttls_port" google "" "${gmail_users[@]}"
 # plugin), and it says so in its capabilities (APPENDLIMIT, RFC 7889).
 outlook_limit=$((40 * 1024 * 1024))
 start_dovecot outlook "$outlook_port" 0 microsoft "mail_plugins = \$mail_plugins quota
-imap_capability = +APPENDLIMIT=$outlook_limit
+imap_capability = ${MAILSYNC_STACK_OUTLOOK_IMAP_CAPABILITY:-+APPENDLIMIT=$outlook_limit}
 plugin {
   quota = count:User quota
   quota_vsizes = yes
