@@ -375,3 +375,36 @@ TEST_F(ProvidersTest, AppendsWithoutAppenduidAreDoneAndNotCopiedTwice) {
 }
 
 }  // namespace
+
+// Each batch records the destination's mark before its APPENDs. After the first batch the mark
+// comes from the APPENDUIDs already answered (the highest plus one), not from another EXAMINE: a
+// round trip per batch to Outlook.com saved, and the mark still never above a copy's UID.
+TEST_F(ProvidersTest, BatchMarksAfterTheFirstComeFromAppenduidWithoutAnotherExamine) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  const std::vector<std::string> sent = seed_many(6);
+  store_->ensure_route(route_);
+  sync::SyncOptions options;
+  options.batch_messages = 2;
+  const int examines_before =
+      mailsync::testing::provider_stats(outlook_user_)["commands"].value("EXAMINE", 0);
+  sync::LiveRouteSync sync(settings_, route_, tokens_, *store_, *dynamo_, pool_, options);
+  const sync::SyncReport report = leased_run(sync, route_);
+  ASSERT_EQ(report.outcome, sync::SyncOutcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 6);
+  EXPECT_EQ(mailsync::testing::provider_stats(outlook_user_)["commands"].value("EXAMINE", 0) -
+                examines_before,
+            1)
+      << "one EXAMINE for the first batch's mark; three batches";
+  // Every claim's mark is at most its copy's UID, and above the copies of the batches before.
+  EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE' AND "
+                            "dest_uidnext <= dest_uid"),
+            "6");
+  EXPECT_EQ(db_.query_value("SELECT count(DISTINCT dest_uidnext) FROM mailsync.uid_claims"), "3");
+  EXPECT_EQ(db_.query_value(
+                "SELECT count(*) FROM mailsync.uid_claims c WHERE dest_uidnext <= (SELECT "
+                "max(dest_uid) FROM mailsync.uid_claims e WHERE e.dest_uidnext < c.dest_uidnext)"),
+            "0");
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
+            std::multiset<std::string>(sent.begin(), sent.end()));
+}

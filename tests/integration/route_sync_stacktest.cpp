@@ -194,6 +194,38 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
   EXPECT_EQ(db_.query_value("SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE'"), "2");
 }
 
+// The folder was deleted and made again between a batch's mark and its APPEND (a person, or
+// another tool): the mark names the old UIDVALIDITY, yet the APPEND reached the new folder. The
+// claim is looked for by its bytes there, not taken as never arrived (which copied it twice).
+TEST_F(RouteSyncTest, AClaimWhoseMarkNamesARecreatedFolderIsLookedForByItsBytes) {
+  const std::string appended =
+      mailsync::testing::message("Message-ID: <recreated@x>\r\n", "reached the new folder\r\n");
+  seed(appended);
+  const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
+  store_->ensure_route(route_);
+  auto destination = outlook();
+  destination->create(route_.target_folder);
+  const imap::MailboxInfo folder = destination->examine(route_.target_folder);
+  {
+    queue::LeaseKeeper crashed(db_.url(), "crashed worker", route_.key());
+    const sync::Fence fence{crashed.job().id, crashed.job().attempt, "crashed worker"};
+    store_->claim(route_.key(), uidvalidity,
+                  {{1, "<recreated@x>", util::Sha256::hex_of(appended),
+                    static_cast<int64_t>(appended.size())}},
+                  fence);
+    // As the folder before it was made again: another UIDVALIDITY.
+    store_->record_destination_mark(fence, route_.key(), uidvalidity, {1}, folder.uidvalidity - 1,
+                                    folder.uidnext);
+  }
+  destination->append(route_.target_folder, {appended});
+
+  const sync::SyncReport report = run(route_);
+  ASSERT_EQ(report.result.outcome, queue::Outcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 0);
+  EXPECT_EQ(hashes(read_folder(*destination, route_.target_folder)),
+            (std::multiset<std::string>{util::Sha256::hex_of(appended)}));
+}
+
 // Issue 13: "AUTHENTICATE + NO" was judged before [UNAVAILABLE], so two blips of the shared
 // Outlook login set auth_required and stopped every route. A real access token (the emulator),
 // a server that answers AUTHENTICATE with Microsoft's transient NO.

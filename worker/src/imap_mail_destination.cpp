@@ -144,10 +144,26 @@ std::vector<imap::AppendOutcome> ImapMailDestination::append(
     const std::string& folder, std::span<const imap::AppendMessage> messages,
     const std::function<bool()>& may_send) {
   if (messages.empty()) return {};
-  return client().append_many(folder, messages, may_send);
+  std::vector<imap::AppendOutcome> outcomes = client().append_many(folder, messages, may_send);
+  for (const imap::AppendOutcome& outcome : outcomes) {
+    const auto* stored = std::get_if<imap::AppendResult>(&outcome);
+    if (stored == nullptr || !stored->uid || !stored->uidvalidity) continue;
+    const auto known = next_after_append_.find(folder);
+    if (known == next_after_append_.end() || known->second.uidvalidity != *stored->uidvalidity)
+      next_after_append_[folder] = Mark{*stored->uidvalidity, *stored->uid + 1};
+    else
+      known->second.uidnext = std::max(known->second.uidnext, *stored->uid + 1);
+  }
+  return outcomes;
 }
 
+// The mark recorded with a batch's claims must not be above the UID any of its messages gets
+// (crash recovery looks at UIDs from the mark on). After this run's first APPENDs, the highest
+// UID they got plus one is such a bound, known without a round trip (on a 40 ms path to Outlook
+// the EXAMINE was a fifth of a batch's time); a lower mark only makes a recovery look at more.
 std::optional<MailDestination::Mark> ImapMailDestination::folder_mark(const std::string& folder) {
+  if (const auto known = next_after_append_.find(folder); known != next_after_append_.end())
+    return known->second;
   const imap::MailboxInfo info = client().examine(folder);
   if (info.uidvalidity == 0 || info.uidnext == 0) return std::nullopt;
   return Mark{info.uidvalidity, info.uidnext};
@@ -165,9 +181,8 @@ std::vector<std::optional<uint32_t>> ImapMailDestination::find_arrivals(
     const PendingClaim& claim = claims[i];
     if (claim.dest_uidnext && claim.dest_uidvalidity == info.uidvalidity)
       by_mark[*claim.dest_uidnext].push_back(i);
-    else if (!claim.dest_uidnext)
-      found[i] = find_by_bytes(dest, claim);  // from before marks were recorded
-    // else: the folder was recreated since (another UIDVALIDITY): nothing of it arrived there
+    else  // from before marks were recorded, or the folder was recreated after its mark was
+      found[i] = find_by_bytes(dest, claim);  // taken: the APPEND may have reached the new one
   }
   for (const auto& [uidnext, members] : by_mark) {
     ArrivalSink arrivals;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,9 @@ class ImapMailDestination final : public MailDestination {
   oauth::Credential credential_;
   oauth::TokenProvider& tokens_;
   std::unique_ptr<imap::Client> client_;
+  // Per folder, the UID after the highest one APPENDUID named in this run: a lower bound of the
+  // folder's UIDNEXT (UIDs only grow), so the next batch's mark needs no EXAMINE round trip.
+  std::map<std::string, Mark> next_after_append_;
 };
 
 }  // namespace mailsync::sync
