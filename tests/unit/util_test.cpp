@@ -1,6 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
 #include "mailsync/util/base64.hpp"
+#include "mailsync/util/lanes.hpp"
 #include "mailsync/util/sha256.hpp"
 #include "mailsync/util/strings.hpp"
 
@@ -93,4 +102,44 @@ TEST(SafeText, KeepsUtf8AndTabsAndEscapesTheRest) {
   EXPECT_EQ(safe_text(std::string("nul\0", 4)), "nul%00");
   EXPECT_EQ(safe_text("\xed\xa0\x80"), "%ED%A0%80") << "a surrogate is not UTF-8";
   EXPECT_EQ(safe_text("\xe2\x82"), "%E2%82") << "a truncated sequence";
+}
+
+TEST(Lanes, EveryTaskRunsOnceOnItsLaneAndTheThreadsStayForTheNextRun) {
+  mailsync::util::Lanes lanes;
+  for (const size_t count : {size_t{4}, size_t{32}, size_t{1}, size_t{8}}) {
+    std::vector<std::atomic<int>> runs(100);
+    std::vector<size_t> lane_of(100);
+    std::set<std::thread::id> threads;
+    std::mutex mutex;
+    lanes.run(count, runs.size(), [&](size_t task, size_t lane) {
+      ++runs[task];
+      lane_of[task] = lane;
+      std::lock_guard lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    });
+    for (size_t task = 0; task < runs.size(); ++task) {
+      EXPECT_EQ(runs[task], 1) << "task " << task << " with " << count << " lanes";
+      EXPECT_EQ(lane_of[task], task % count);
+    }
+    EXPECT_EQ(threads.size(), count);
+    EXPECT_TRUE(threads.contains(std::this_thread::get_id())) << "lane 0 is the caller";
+  }
+  lanes.run(8, 3, [](size_t task, size_t lane) { EXPECT_EQ(task, lane) << "3 tasks, 3 lanes"; });
+  lanes.run(8, 0, [](size_t, size_t) { ADD_FAILURE() << "no task, no call"; });
+}
+
+TEST(Lanes, AFailureIsThrownAfterEveryLaneEnded) {
+  mailsync::util::Lanes lanes;
+  std::atomic<int> finished{0};
+  EXPECT_THROW(lanes.run(4, 40,
+                         [&](size_t task, size_t) {
+                           if (task == 1) throw std::runtime_error("lane 1 failed");
+                           std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                           ++finished;
+                         }),
+               std::runtime_error);
+  EXPECT_EQ(finished, 30) << "lane 1 stops at its failure; the other three lanes end their tasks";
+  std::atomic<int> again{0};
+  lanes.run(4, 8, [&](size_t, size_t) { ++again; });
+  EXPECT_EQ(again, 8) << "usable after a failure";
 }

@@ -3,7 +3,6 @@
 #include "mailsync/util/strings.hpp"
 
 #include <algorithm>
-#include <future>
 
 #include "mailsync/sync/outcome.hpp"
 #include "time_format.hpp"
@@ -85,49 +84,38 @@ std::optional<Watermark> DynamoStateMirror::carried_over_watermark() {
   });
 }
 
+void DynamoStateMirror::on_lanes(Lanes& lanes, size_t most, size_t tasks,
+                                 const std::function<void(size_t, dynamo::DynamoClient&)>& task) {
+  const size_t count = std::min(most, tasks);
+  while (lanes.clients.size() < count) lanes.clients.push_back(make_lane_());
+  lanes.threads.run(count, tasks, [&](size_t i, size_t lane) { task(i, *lanes.clients[lane]); });
+}
+
 std::map<uint32_t, std::string> DynamoStateMirror::claim(uint32_t uidvalidity,
                                                          const std::vector<MirrorClaim>& claims) {
   return guarded([&] {
-    std::map<uint32_t, std::string> refused;  // uid -> the other writer's status
-    if (claims.empty()) return refused;
-    const size_t lanes = std::min(kLanes, claims.size());
-    while (lanes_.size() < lanes) lanes_.push_back(make_lane_());
-    std::vector<std::future<std::map<uint32_t, std::string>>> futures;
-    for (size_t lane = 0; lane < lanes; ++lane) {
-      futures.push_back(std::async(std::launch::async, [&, lane] {
-        std::map<uint32_t, std::string> lane_refused;
-        dynamo::DynamoClient& db = *lanes_[lane];
-        for (size_t i = lane; i < claims.size(); i += lanes) {
-          const MirrorClaim& c = claims[i];
-          const json item = uid_item(uidvalidity, c, "PENDING");
-          if (db.put_if_absent(item)) continue;
-          const auto existing = db.get(key_, uid_sk(uidvalidity, c.uid));
-          const std::string status = existing ? (*existing)["status"].value("S", "") : "";
-          const std::string holder = existing && existing->contains("claimed_by")
-                                         ? (*existing)["claimed_by"].value("S", "")
-                                         : "";
-          // A PENDING item of an earlier mailsync attempt that is over (Postgres just gave this
-          // run the UID) is taken over, conditionally on still being that attempt's. Anything else
-          // (DONE, or another writer's PENDING item, whatever its SHA-256) is left as it is.
-          if (status == "PENDING" && holder.starts_with(kClaimedByPrefix) &&
-              db.put_if(item, "claimed_by = :holder", {{":holder", S(holder)}}))
-            continue;
-          lane_refused[c.uid] = status.empty() ? "unknown" : status;
-        }
-        return lane_refused;
-      }));
-    }
-    // Every lane is waited for, also when one fails: they use `claims` and `lanes_`.
-    std::exception_ptr failure;
-    for (auto& future : futures) {
-      try {
-        refused.merge(future.get());
-      } catch (...) {
-        if (!failure) failure = std::current_exception();
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
-    return refused;
+    std::vector<std::string> refused(claims.size());  // by claim: the other writer's status
+    on_lanes(claim_lanes_, kClaimLanes, claims.size(), [&](size_t i, dynamo::DynamoClient& db) {
+      const MirrorClaim& c = claims[i];
+      const json item = uid_item(uidvalidity, c, "PENDING");
+      if (db.put_if_absent(item)) return;
+      const auto existing = db.get(key_, uid_sk(uidvalidity, c.uid));
+      const std::string status = existing ? (*existing)["status"].value("S", "") : "";
+      const std::string holder = existing && existing->contains("claimed_by")
+                                     ? (*existing)["claimed_by"].value("S", "")
+                                     : "";
+      // A PENDING item of an earlier mailsync attempt that is over (Postgres just gave this run
+      // the UID) is taken over, conditionally on still being that attempt's. Anything else (DONE,
+      // or another writer's PENDING item, whatever its SHA-256) is left as it is.
+      if (status == "PENDING" && holder.starts_with(kClaimedByPrefix) &&
+          db.put_if(item, "claimed_by = :holder", {{":holder", S(holder)}}))
+        return;
+      refused[i] = status.empty() ? "unknown" : status;
+    });
+    std::map<uint32_t, std::string> by_uid;
+    for (size_t i = 0; i < claims.size(); ++i)
+      if (!refused[i].empty()) by_uid[claims[i].uid] = refused[i];
+    return by_uid;
   });
 }
 
@@ -144,15 +132,24 @@ void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorCla
                        {"retry_count", N(f.retry_count)},
                        {"updated_at", S(iso8601(now_()))},
                        {"ttl", expiry()}});
-    if (!items.empty()) main_.batch_put(items);
+    // BatchWriteItem takes 25 items a call: the calls go out side by side.
+    constexpr size_t kPerCall = 25;
+    on_lanes(commit_lanes_, kCommitLanes, (items.size() + kPerCall - 1) / kPerCall,
+             [&](size_t call, dynamo::DynamoClient& db) {
+               const auto first = items.begin() + static_cast<std::ptrdiff_t>(call * kPerCall);
+               const auto last = items.begin() + static_cast<std::ptrdiff_t>(
+                                                     std::min(items.size(), (call + 1) * kPerCall));
+               db.batch_put(std::vector<json>(first, last));
+             });
   });
 }
 
 void DynamoStateMirror::release(uint32_t uidvalidity, const std::vector<uint32_t>& uids) {
   guarded([&] {
     // Only mailsync's own PENDING items: another writer's is never deleted.
-    for (const uint32_t uid : uids)
-      main_.remove_pending(key_, uid_sk(uidvalidity, uid), kClaimedByPrefix);
+    on_lanes(commit_lanes_, kCommitLanes, uids.size(), [&](size_t i, dynamo::DynamoClient& db) {
+      db.remove_pending(key_, uid_sk(uidvalidity, uids[i]), kClaimedByPrefix);
+    });
   });
 }
 
