@@ -171,6 +171,21 @@ wait "$worker" || true
 m_job=$(psql -tA "$MAILSYNC_DATABASE_URL" -c "SELECT round(extract(epoch FROM finished_at - started_at) * 1000, 1) FROM mailsync.job_attempts WHERE route_key LIKE '%BenchM1' ORDER BY started_at DESC LIMIT 1")
 unset SYNC_ROUTES_JSON
 
+# Crash recovery: a run frozen (SIGSTOP at the pause point) before its second batch's APPEND, then
+# killed with SIGKILL, leaves that batch's claims PENDING with their mark (and the batch prepared
+# meanwhile, unmarked); its lease is made to have ended an hour ago, and the next run reconciles
+# them. Its own log line says how many and how long.
+SYNC_ROUTES_JSON=$(routes BenchCrash) MAILSYNC_TEST_PAUSE_AT=before_append:2 "$bin/admin/mailsync" run-once \
+  >/dev/null 2>&1 &
+crashed=$!
+until [[ $(awk '{ print $3 }' "/proc/$crashed/stat" 2>/dev/null) == T ]]; do sleep 0.05; done
+kill -KILL "$crashed"
+wait "$crashed" 2>/dev/null || true
+psql -q "$MAILSYNC_DATABASE_URL" -c "UPDATE mailsync.jobs SET lease_expires_at = now() - interval '1 hour' WHERE state = 'running'"
+SYNC_ROUTES_JSON=$(routes BenchCrash) MAILSYNC_RECONCILE_GRACE_SECONDS=1 LOG_LEVEL=info \
+  "$bin/admin/mailsync" run-once 2>"$work/reconcile.log" >/dev/null
+reconciled=$(grep -o '"msg":"reconciled [0-9]* claims[^"]*' "$work/reconcile.log" | sed 's/"msg":"//')
+
 # Peak RSS with a 30 MB message among the others.
 python3 - "$work/big.eml" <<'PY'
 import sys
@@ -214,6 +229,7 @@ print(f"cpu_us_per_msg (loopback) mailsync={mailsync:.0f} postgres={per_msg(bm, 
 d = per_msg(bm, "dynalite_cpu_ms")
 print(f"dynalite_ceiling_msgs_per_s={1e6 / d:.0f} (dynalite's one core at {d:.0f} µs per message: one conditional claim and a share of a batched DONE)")
 PY
+echo "reconcile: ${reconciled:-no claims were left PENDING}"
 echo "idle_run_ms (whole process) mailsync=$m_idle mbsync=$s_idle"
 echo "idle_job_ms (in a running worker) mailsync=$m_job"
 echo "mailsync_peak_rss_mb=$((rss / 1024)) (copying $((COUNT + 1)) messages including one of 30 MB)"

@@ -173,25 +173,52 @@ void RouteSync::Run::reconcile() {
   in_doubt = adopted.in_doubt;
   const std::vector<PendingClaim>& pending = adopted.claims;
   if (pending.empty()) return;
+  const auto began = Steady::now();
   ensure_folder();  // it may have gone since (a person deleted it): then nothing arrived there
   const auto arrivals = ports.destination.find_arrivals(route.target_folder, pending);
+  // Recorded together, per source UIDVALIDITY: one finalize and one release in PostgreSQL, one
+  // batch of DONE items and one of releases in the mirror (one statement per claim took ~50 ms a
+  // claim on a durable PostgreSQL: 10 s for a crashed batch of 200).
+  struct Outcome {
+    std::vector<Copied> found;
+    std::vector<MirrorClaim> mirrored;
+    std::vector<uint32_t> missing;
+  };
+  std::map<uint32_t, Outcome> by_uidvalidity;
   for (size_t i = 0; i < pending.size(); ++i) {
     const PendingClaim& claim = pending[i];
+    Outcome& outcome = by_uidvalidity[claim.uidvalidity];
     if (const auto found = arrivals[i]) {
-      ports.store.finalize(fence, key, claim.uidvalidity,
-                           {{claim.uid, std::nullopt, *found, claim.message_id, claim.sha256_hex,
-                             claim.size.value_or(0), std::nullopt, claim.gm_msgid}});
-      ports.mirror.record(claim.uidvalidity, {{claim.uid, claim.message_id, claim.sha256_hex}}, {});
+      outcome.found.push_back({claim.uid, std::nullopt, *found, claim.message_id, claim.sha256_hex,
+                               claim.size.value_or(0), std::nullopt, claim.gm_msgid});
+      outcome.mirrored.push_back({claim.uid, claim.message_id, claim.sha256_hex});
       log_line(spdlog::level::info, "reconciled UID " + std::to_string(claim.uid) +
                                         ": already in the destination as UID " +
                                         std::to_string(*found));
     } else {
-      ports.store.release(fence, key, claim.uidvalidity, {claim.uid});
-      ports.mirror.release(claim.uidvalidity, {claim.uid});
+      outcome.missing.push_back(claim.uid);
       log_line(spdlog::level::info, "reconciled UID " + std::to_string(claim.uid) +
                                         ": not in the destination; copying it again");
     }
   }
+  for (const auto& [uidvalidity, outcome] : by_uidvalidity) {
+    db([&](SyncStore& store) {
+      if (!outcome.found.empty()) store.finalize(fence, key, uidvalidity, outcome.found);
+      if (!outcome.missing.empty()) store.release(fence, key, uidvalidity, outcome.missing);
+    });
+    if (!outcome.mirrored.empty()) ports.mirror.record(uidvalidity, outcome.mirrored, {});
+    if (!outcome.missing.empty()) ports.mirror.release(uidvalidity, outcome.missing);
+  }
+  size_t found = 0;
+  for (const auto& [uidvalidity, outcome] : by_uidvalidity) found += outcome.found.size();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - began).count();
+  log::event(spdlog::level::info,
+             "reconciled " + std::to_string(pending.size()) + " claims left PENDING in " +
+                 std::to_string(took) + " ms: " + std::to_string(found) +
+                 " already in the destination, " + std::to_string(pending.size() - found) +
+                 " to copy again",
+             {{"reconciled", pending.size()}, {"found", found}, {"reconcile_ms", took}});
 }
 
 void RouteSync::Run::ensure_folder() {
