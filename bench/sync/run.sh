@@ -27,7 +27,7 @@ export MAILSYNC_STACK_OUTLOOK_IMAP_CAPABILITY="IMAP4 IMAP4rev1 SASL-IR UIDPLUS M
 
 "$root/deploy/local/install-deps.sh"
 cmake --preset release >/dev/null
-cmake --build --preset release --target mailsync mailsync-worker imap_bench delay_proxy >/dev/null
+cmake --build --preset release --target mailsync mailsync-worker mailsync-scheduler imap_bench delay_proxy >/dev/null
 bin=$root/build/release
 
 stack=$("$root/deploy/local/up.sh")
@@ -173,8 +173,8 @@ unset SYNC_ROUTES_JSON
 
 # Crash recovery: a run frozen (SIGSTOP at the pause point) before its second batch's APPEND, then
 # killed with SIGKILL, leaves that batch's claims PENDING with their mark (and the batch prepared
-# meanwhile, unmarked); its lease is made to have ended an hour ago, and the next run reconciles
-# them. Its own log line says how many and how long.
+# meanwhile, unmarked); its lease is made to have ended an hour ago, the scheduler rescues the job,
+# and the next run reconciles them. Its own log line says how many and how long.
 SYNC_ROUTES_JSON=$(routes BenchCrash) MAILSYNC_TEST_PAUSE_AT=before_append:2 "$bin/admin/mailsync" run-once \
   >/dev/null 2>&1 &
 crashed=$!
@@ -182,9 +182,12 @@ until [[ $(awk '{ print $3 }' "/proc/$crashed/stat" 2>/dev/null) == T ]]; do sle
 kill -KILL "$crashed"
 wait "$crashed" 2>/dev/null || true
 psql -q "$MAILSYNC_DATABASE_URL" -c "UPDATE mailsync.jobs SET lease_expires_at = now() - interval '1 hour' WHERE state = 'running'"
+SYNC_ROUTES_JSON=$(routes BenchCrash) "$bin/scheduler/mailsync-scheduler" --once >/dev/null 2>&1  # the rescue
+sleep 1.5  # MAILSYNC_RECONCILE_GRACE_SECONDS=1 below: the attempt is over that long
 SYNC_ROUTES_JSON=$(routes BenchCrash) MAILSYNC_RECONCILE_GRACE_SECONDS=1 LOG_LEVEL=info \
-  "$bin/admin/mailsync" run-once 2>"$work/reconcile.log" >/dev/null
-reconciled=$(grep -o '"msg":"reconciled [0-9]* claims[^"]*' "$work/reconcile.log" | sed 's/"msg":"//')
+  "$bin/admin/mailsync" run-once >"$work/reconcile.log" 2>&1 || tail -3 "$work/reconcile.log" >&2
+reconciled=$(sed -n 's/.*"msg":"\(reconciled [0-9]* claims[^"]*\)".*/\1/p' "$work/reconcile.log")
+cp "$work/reconcile.log" /tmp/bench-reconcile.log
 
 # Peak RSS with a 30 MB message among the others.
 python3 - "$work/big.eml" <<'PY'

@@ -408,3 +408,47 @@ TEST_F(ProvidersTest, BatchMarksAfterTheFirstComeFromAppenduidWithoutAnotherExam
   EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
             std::multiset<std::string>(sent.begin(), sent.end()));
 }
+
+// Crash recovery looks only for claims whose APPEND may have gone out. A claim is recorded as
+// "not sent" (dest_uidnext 0) and marked before its APPEND, with the folder's UIDNEXT or, when the
+// server named none, without: so the batch prepared ahead of a crash (claimed, never sent) costs
+// no SEARCH, and a claim sent without a mark is still looked for by its bytes.
+TEST_F(ProvidersTest, ACrashedBatchNeverSentIsNotSearchedForOneSentWithoutAMarkIs) {
+  REQUIRE_PROVIDERS();
+  use_own_outlook();
+  const std::string sent = mailsync::testing::message("Message-ID: <sent@x>\r\n", "sent\r\n");
+  const std::string ahead = mailsync::testing::message("Message-ID: <ahead@x>\r\n", "ahead\r\n");
+  seed(sent);
+  seed(ahead);
+  const std::vector<uint32_t> uids = inbox_uids();
+  const uint32_t uidvalidity = gmail_as(user_)->examine("INBOX").uidvalidity;
+  auto destination = outlook();
+  destination->create(route_.target_folder);
+  store_->ensure_route(route_);
+  {
+    queue::LeaseKeeper crashed(db_.url(), "crashed worker", route_.key());
+    const sync::Fence fence{crashed.job().id, crashed.job().attempt, "crashed worker"};
+    store_->claim(
+        route_.key(), uidvalidity,
+        {{uids[0], "<sent@x>", util::Sha256::hex_of(sent), static_cast<int64_t>(sent.size())},
+         {uids[1], "<ahead@x>", util::Sha256::hex_of(ahead), static_cast<int64_t>(ahead.size())}},
+        fence);
+    store_->record_destination_mark(fence, route_.key(), uidvalidity, {uids[0]}, std::nullopt,
+                                    std::nullopt);
+    destination->append(route_.target_folder, {sent});
+  }
+  EXPECT_EQ(db_.query_value("SELECT string_agg(coalesce(dest_uidnext::text, 'null'), ',' ORDER BY "
+                            "uid) FROM mailsync.uid_claims"),
+            "null,0");
+  const int searches_before =
+      mailsync::testing::provider_stats(outlook_user_)["commands"].value("SEARCH", 0);
+  const sync::SyncReport report = run(route_);
+  ASSERT_EQ(report.outcome, sync::SyncOutcome::kSucceeded) << report.result.error;
+  EXPECT_EQ(report.result.stats.appended, 1) << "the one never sent";
+  EXPECT_EQ(mailsync::testing::provider_stats(outlook_user_)["commands"].value("SEARCH", 0) -
+                searches_before,
+            1)
+      << "one SEARCH: for the claim sent without a mark, none for the one never sent";
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)),
+            (std::multiset<std::string>{util::Sha256::hex_of(sent), util::Sha256::hex_of(ahead)}));
+}

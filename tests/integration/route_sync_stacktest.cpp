@@ -182,6 +182,9 @@ TEST_F(RouteSyncTest, AClaimLeftPendingByACrashIsReconciledNotCopiedTwice) {
           static_cast<int64_t>(not_appended.size())}},
         {crashed.job().id, crashed.job().attempt, "crashed worker"});
   }
+  // Claimed by a version that recorded no marks (dest_uidnext NULL, not 0 "never sent"): each
+  // claim is looked for by its bytes.
+  db_.execute("UPDATE mailsync.uid_claims SET dest_uidnext = NULL");
   auto destination = outlook();
   destination->create(route_.target_folder);
   destination->append(route_.target_folder, {appended});

@@ -179,6 +179,7 @@ std::vector<std::optional<uint32_t>> ImapMailDestination::find_arrivals(
   std::map<uint32_t, std::vector<size_t>> by_mark;
   for (size_t i = 0; i < claims.size(); ++i) {
     const PendingClaim& claim = claims[i];
+    if (claim.dest_uidnext == 0u) continue;  // its APPEND was never sent (a batch prepared ahead)
     if (claim.dest_uidnext && claim.dest_uidvalidity == info.uidvalidity)
       by_mark[*claim.dest_uidnext].push_back(i);
     else  // from before marks were recorded, or the folder was recreated after its mark was

@@ -256,16 +256,17 @@ std::set<uint32_t> RouteSync::Run::commit(uint32_t uidvalidity, Prepared& p) {
     messages.push_back(message);
   }
   // The folder's UIDNEXT before these APPENDs, with their claims: if the run ends before their
-  // answers are recorded, crash recovery looks only at what arrived since (invariant 3).
+  // answers are recorded, crash recovery looks only at what arrived since (invariant 3). Recorded
+  // also without a mark: until then the claims say "never sent", and recovery skips them.
   if (!p.appending.empty()) {
-    if (const auto mark = ports.destination.folder_mark(route.target_folder)) {
-      std::vector<uint32_t> uids;
-      for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
-      db([&](SyncStore& store) {
-        store.record_destination_mark(fence, key, uidvalidity, uids, mark->uidvalidity,
-                                      mark->uidnext);
-      });
-    }
+    const auto mark = ports.destination.folder_mark(route.target_folder);
+    std::vector<uint32_t> uids;
+    for (const FetchedMessage* m : p.appending) uids.push_back(m->uid);
+    db([&](SyncStore& store) {
+      store.record_destination_mark(fence, key, uidvalidity, uids,
+                                    mark ? std::optional(mark->uidvalidity) : std::nullopt,
+                                    mark ? std::optional(mark->uidnext) : std::nullopt);
+    });
     p.phases.mark("mark");
   }
   std::vector<imap::AppendOutcome> outcomes;

@@ -54,9 +54,9 @@ WITH input AS (
 ),
 inserted AS (
   INSERT INTO mailsync.uid_claims (route_key, uidvalidity, uid, state, job_id, attempt, message_id, sha256, size,
-                                   gm_msgid, internaldate)
+                                   gm_msgid, internaldate, dest_uidnext)
   SELECT $1, $2, uid, 'PENDING', $4, $5, message_id, decode(sha256_hex, 'hex'), size, gm_msgid,
-         'epoch'::timestamptz + internaldate * interval '1 microsecond'
+         'epoch'::timestamptz + internaldate * interval '1 microsecond', 0  -- 0: not sent yet
   FROM input
   ON CONFLICT (route_key, uidvalidity, uid) DO NOTHING
   RETURNING uid
@@ -365,13 +365,17 @@ class PgSyncStore final : public SyncStore {
   }
 
   void record_destination_mark(const Fence& fence, const std::string& route, uint32_t uidvalidity,
-                               const std::vector<uint32_t>& uids, uint32_t dest_uidvalidity,
-                               uint32_t dest_uidnext) override {
+                               const std::vector<uint32_t>& uids,
+                               std::optional<uint32_t> dest_uidvalidity,
+                               std::optional<uint32_t> dest_uidnext) override {
     if (uids.empty()) return;
+    const auto wide = [](std::optional<uint32_t> v) {
+      return v ? std::optional<int64_t>(*v) : std::nullopt;
+    };
     fenced(fence, [&](pqxx::work& work) {
       const pqxx::result r =
           exec(work, kDestinationMark, route, int64_t{uidvalidity}, uid_array(uids), fence.job_id,
-               fence.attempt, int64_t{dest_uidvalidity}, int64_t{dest_uidnext});
+               fence.attempt, wide(dest_uidvalidity), wide(dest_uidnext));
       expect_own(fence, "record_destination_mark", r[0][0].as<size_t>(), uids.size());
     });
   }

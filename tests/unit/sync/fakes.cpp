@@ -189,6 +189,7 @@ std::map<uint32_t, ClaimState> FakeSyncStore::claim(const std::string& route, ui
       claims[key] = {"PENDING", fence.job_id, fence.attempt, r.message_id, r.sha256_hex,
                      r.size,    {},           r.gm_msgid};
       claims[key].internaldate = r.internaldate;
+      claims[key].dest_uidnext = 0;  // as PostgreSQL: not sent yet
       out[r.uid] = {ClaimState::Kind::kClaimed};
     } else {
       out[r.uid] = {
@@ -222,7 +223,8 @@ void FakeSyncStore::finalize(const Fence& fence, const std::string& route, uint3
 
 void FakeSyncStore::record_destination_mark(const Fence& fence, const std::string& route,
                                             uint32_t uidvalidity, const std::vector<uint32_t>& uids,
-                                            uint32_t dest_uidvalidity, uint32_t dest_uidnext) {
+                                            std::optional<uint32_t> dest_uidvalidity,
+                                            std::optional<uint32_t> dest_uidnext) {
   hook("record_destination_mark");
   fence_check(fence);
   for (const uint32_t uid : uids) {

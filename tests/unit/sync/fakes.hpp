@@ -158,8 +158,9 @@ class FakeSyncStore final : public SyncStore {
   void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                 const std::vector<Copied>& copied) override;
   void record_destination_mark(const Fence& fence, const std::string& route, uint32_t uidvalidity,
-                               const std::vector<uint32_t>& uids, uint32_t dest_uidvalidity,
-                               uint32_t dest_uidnext) override;
+                               const std::vector<uint32_t>& uids,
+                               std::optional<uint32_t> dest_uidvalidity,
+                               std::optional<uint32_t> dest_uidnext) override;
   void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                const std::vector<uint32_t>& uids) override;
   std::map<uint32_t, int> failure_retry_counts(const std::string& route, uint32_t uidvalidity,

@@ -79,8 +79,9 @@ struct PendingClaim {
   std::string sha256_hex;
   std::optional<uint64_t> gm_msgid;       // recorded with the claim, so a reconciled DONE keeps it
   std::optional<TimePoint> internaldate;  // the date its APPEND named (none: the server chose)
-  // The destination folder before its batch's APPENDs (record_destination_mark); unset for a
-  // batch never sent, or a claim from before migration 0006.
+  // The destination folder before its batch's APPENDs (record_destination_mark). dest_uidnext 0:
+  // its APPEND was never sent (as claim() records a claim), so it cannot have arrived; unset: sent
+  // without a mark, or a claim of an earlier version (found by its bytes).
   std::optional<uint32_t> dest_uidvalidity;
   std::optional<uint32_t> dest_uidnext;
 };
@@ -141,10 +142,13 @@ class SyncStore {
   virtual void finalize(const Fence& fence, const std::string& route, uint32_t uidvalidity,
                         const std::vector<Copied>& copied) = 0;
   // Records the destination folder's UIDVALIDITY and UIDNEXT with the fence's own PENDING claims,
-  // before their APPENDs are sent: crash recovery looks only at what arrived since. Fenced.
+  // before their APPENDs are sent: crash recovery looks only at what arrived since. Without a
+  // mark (the server named none) the claims are still marked as sent: recovery looks for them by
+  // their bytes. A claim never marked was never sent (claim() records it so). Fenced.
   virtual void record_destination_mark(const Fence& fence, const std::string& route,
                                        uint32_t uidvalidity, const std::vector<uint32_t>& uids,
-                                       uint32_t dest_uidvalidity, uint32_t dest_uidnext) = 0;
+                                       std::optional<uint32_t> dest_uidvalidity,
+                                       std::optional<uint32_t> dest_uidnext) = 0;
   // Drops the fence's own PENDING claims whose APPEND failed or never happened, so a later run can
   // claim them again. Same rule as finalize.
   virtual void release(const Fence& fence, const std::string& route, uint32_t uidvalidity,
