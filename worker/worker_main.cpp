@@ -23,6 +23,7 @@
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/route_watch.hpp"
 #include "mailsync/sync/sync_store.hpp"
+#include "mailsync/util/memory.hpp"
 
 namespace po = boost::program_options;
 using namespace mailsync;
@@ -77,6 +78,7 @@ int main(int argc, char** argv) {
     std::cout << version_line() << "\n";
     return exit_code::kOk;
   }
+  util::cap_malloc_arenas();  // before any thread
   if (const auto error = init_logging("mailsync-worker")) {
     std::cerr << "mailsync-worker: " << *error << "\n";
     return exit_code::kUsage;

@@ -14,6 +14,7 @@
 #include "mailsync/log.hpp"
 #include "mailsync/queue/lease_keeper.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
+#include "mailsync/util/memory.hpp"
 
 namespace mailsync::admin {
 
@@ -54,6 +55,7 @@ int run_run_once(std::span<const std::string> args) {
                                                             "route key or Gmail address");
   po::variables_map vm;
   if (auto exit = parse_options("run-once", options, args, vm)) return *exit;
+  util::cap_malloc_arenas();  // before any thread
   if (const auto error = init_logging("mailsync run-once")) {
     std::cerr << "mailsync run-once: " << *error << "\n";
     return exit_code::kUsage;
