@@ -64,7 +64,11 @@ SyncReport RouteSync::Run::execute() {
   job_phases.mark("plan");
   if (!options.dry_run) {
     reconcile();
-    if (!candidates.empty()) ensure_folder();
+    if (!candidates.empty())
+      folder_ready = std::async(std::launch::async, [this, context = log::context()] {
+        const log::ContextScope scope(context);
+        ensure_folder();
+      });
   }
   job_phases.mark("reconcile");
 
@@ -81,6 +85,8 @@ SyncReport RouteSync::Run::execute() {
   const std::vector<PlannedBatch> plan =
       cut_batches(present, sizes, {options.batch_messages, options.batch_bytes});
   const bool stopped = copy(inbox.uidvalidity, plan, start.dedupe, tracker);
+  if (folder_ready.valid())
+    folder_ready.get();  // nothing was left to copy: its answer still counts
   // Also when nothing was copied (no candidates, or all gone since the search): a window start
   // passes what existed then, a new route records its start.
   if (const uint32_t mark = tracker.mark(); mark > 0 || !start.watermark)
@@ -329,6 +335,7 @@ SyncReport RouteSync::Run::guarded() {
 
 // Connections go back to their pools only when healthy; the progress row goes.
 void RouteSync::Run::finish() {
+  if (folder_ready.valid()) folder_ready.wait();  // it uses the destination closed below
   if (progress_written) {
     try {
       ports.store.clear_progress(key);

@@ -76,6 +76,19 @@ bool RouteSync::Run::copy(uint32_t uidvalidity, const std::vector<PlannedBatch>&
                              current->would_copy.end());
     std::set<uint32_t> done;
     try {
+      if (folder_ready.valid()) {
+        try {
+          folder_ready.get();  // the folder exists before the first APPEND
+        } catch (...) {
+          try {
+            abandon(uidvalidity, *current);  // claimed, never sent: given back
+          } catch (const std::exception& e) {
+            log_line(spdlog::level::warn, std::string("giving back the first batch failed too: ") +
+                                              e.what() + " (its claims say never sent)");
+          }
+          throw;
+        }
+      }
       done = commit(uidvalidity, *current);
     } catch (...) {
       settle_next();

@@ -4,6 +4,7 @@
 // it ends) and route_sync_batches.cpp (prepare, commit, the pipeline). Private to the library.
 
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -64,6 +65,9 @@ struct RouteSync::Run {
   std::optional<Watermark> stored_mark;  // what the store holds, to skip writes that change nothing
   Steady::time_point started = Steady::now();
   PhaseClock job_phases;
+  // ensure_folder(), started beside the source's sizes and the first batch's fetch and claims (the
+  // login and CREATE are several round trips to Outlook); the first APPEND waits for it.
+  std::future<void> folder_ready;
 
   // The store is one connection: the preparing thread and the main thread take turns on it.
   std::mutex store_mutex;
