@@ -10,6 +10,7 @@
 #include "mailsync/metrics.hpp"
 #include "mailsync/postgres/errors.hpp"
 #include "mailsync/util/strings.hpp"
+#include "time_format.hpp"
 
 namespace mailsync::sync {
 
@@ -28,15 +29,6 @@ bool pause(const queue::JobContext& context, milliseconds how_long) {
   return !context.cancelled();
 }
 
-std::string iso_in(milliseconds from_now) {
-  const auto at = std::chrono::system_clock::now() + from_now;
-  const std::time_t t = std::chrono::system_clock::to_time_t(at);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 }  // namespace
 
@@ -152,7 +144,7 @@ queue::JobResult run_route_watch(const config::Route& route, WatchStore& store,
       pending = true;
       const std::string what = util::safe_text(e.what());
       store.set_watch_state(key, "backoff",
-                            "reconnecting at " + iso_in(backoff) + " after: " + what);
+                            "reconnecting at " + iso8601(std::chrono::system_clock::now() + backoff) + " after: " + what);
       spdlog::warn("route_watch {}: {}; reconnecting in {} ms", route.gmail_email, what,
                    backoff.count());
       if (!pause(context, backoff)) break;
