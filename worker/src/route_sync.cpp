@@ -207,7 +207,9 @@ void RouteSync::Run::reconcile() {
                                         ": not in the destination; copying it again");
     }
   }
-  for (const auto& [uidvalidity, outcome] : by_uidvalidity) {
+  for (const auto& entry : by_uidvalidity) {
+    const uint32_t uidvalidity = entry.first;  // not a structured binding: the lambda uses it
+    const Outcome& outcome = entry.second;
     db([&](SyncStore& store) {
       if (!outcome.found.empty()) store.finalize(fence, key, uidvalidity, outcome.found);
       if (!outcome.missing.empty()) store.release(fence, key, uidvalidity, outcome.missing);
