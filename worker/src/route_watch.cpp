@@ -29,7 +29,6 @@ bool pause(const queue::JobContext& context, milliseconds how_long) {
   return !context.cancelled();
 }
 
-
 }  // namespace
 
 WatchOptions WatchOptions::from_env(std::vector<std::string>& problems) {
@@ -144,7 +143,9 @@ queue::JobResult run_route_watch(const config::Route& route, WatchStore& store,
       pending = true;
       const std::string what = util::safe_text(e.what());
       store.set_watch_state(key, "backoff",
-                            "reconnecting at " + iso8601(std::chrono::system_clock::now() + backoff) + " after: " + what);
+                            "reconnecting at " +
+                                iso8601(std::chrono::system_clock::now() + backoff) +
+                                " after: " + what);
       spdlog::warn("route_watch {}: {}; reconnecting in {} ms", route.gmail_email, what,
                    backoff.count());
       if (!pause(context, backoff)) break;
