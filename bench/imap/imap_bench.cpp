@@ -1,6 +1,8 @@
 // mailsync's side of bench/imap: seeds a folder with N messages (pipelined APPEND) and fetches
 // them all with one streaming UID FETCH, hashing every body as it arrives (as the sync does).
-//   imap_bench seed FOLDER COUNT SIZE     prints {"appended": N, "seconds": s}
+//   imap_bench seed FOLDER COUNT SIZE [FIRST]   prints {"appended": N, "seconds": s}
+//     SIZE is bytes, or MIN-MAX for sizes spread over that range (the same for the same index);
+//     FIRST numbers the Message-IDs <bench-FIRST@example.com> on (0), so seeds can be added up
 //   imap_bench fetch FOLDER               prints {"messages": N, "bytes": B, "seconds": s}
 // Connection from the local stack's env: OUTLOOK_IMAP_HOST/PORT, MAILSYNC_TLS_CA_FILE, and an
 // access token in BENCH_ACCESS_TOKEN for BENCH_USER.
@@ -61,21 +63,30 @@ class HashingSink : public mailsync::imap::FetchSink {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE | fetch FOLDER\n");
+    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
     return 2;
   }
   const std::string mode = argv[1], folder = argv[2];
   auto client = connect();
   const auto start = Clock::now();
-  if (mode == "seed" && argc == 5) {
+  if (mode == "seed" && (argc == 5 || argc == 6)) {
     const int count = std::atoi(argv[3]);
-    const size_t size = static_cast<size_t>(std::atoi(argv[4]));
+    const std::string sizes = argv[4];
+    const size_t dash = sizes.find('-');
+    const auto low = static_cast<size_t>(std::atol(sizes.substr(0, dash).c_str()));
+    const auto high =
+        dash == std::string::npos ? low : static_cast<size_t>(std::atol(sizes.c_str() + dash + 1));
+    const long first = argc == 6 ? std::atol(argv[5]) : 0;
     client->create(folder);
     std::vector<std::string> bodies;
     for (int i = 0; i < count; ++i) {
-      std::string m = "Message-ID: <bench-" + std::to_string(i) +
-                      "@example.com>\r\nSubject: bench " + std::to_string(i) + "\r\n\r\n";
-      while (m.size() + 80 < size) m += std::string(76, static_cast<char>('a' + i % 26)) + "\r\n";
+      const long n = first + i;
+      // Knuth's multiplicative hash of the index: sizes spread evenly, the same on every run.
+      const uint64_t spread = (static_cast<uint64_t>(n) * 2654435761u) % 1000003u;
+      const size_t size = low + (high > low ? spread % (high - low + 1) : 0);
+      std::string m = "Message-ID: <bench-" + std::to_string(n) +
+                      "@example.com>\r\nSubject: bench " + std::to_string(n) + "\r\n\r\n";
+      while (m.size() + 80 < size) m += std::string(76, static_cast<char>('a' + n % 26)) + "\r\n";
       bodies.push_back(std::move(m));
     }
     std::vector<mailsync::imap::AppendMessage> batch;
@@ -92,7 +103,7 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(sink.messages_),
                 static_cast<unsigned long long>(sink.bytes_), seconds);
   } else {
-    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE | fetch FOLDER\n");
+    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
     return 2;
   }
   client->logout();

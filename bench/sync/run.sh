@@ -18,48 +18,17 @@
 #
 #   bench/sync/run.sh       COUNT=5000 SIZE=5120 ROUNDS=3 WAN_ROUNDS=3 GMAIL_MS=25 OUTLOOK_MS=40 ...
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-. "$root/deploy/local/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 COUNT=${COUNT:-5000} SIZE=${SIZE:-5120} ROUNDS=${ROUNDS:-3} WAN_ROUNDS=${WAN_ROUNDS:-${ROUNDS:-3}}
 GMAIL_MS=${GMAIL_MS:-25} OUTLOOK_MS=${OUTLOOK_MS:-40} DYNAMO_MS=${DYNAMO_MS:-5} PG_MS=${PG_MS:-0.5}
-# outlook.office365.com's capabilities after login (deploy/local/provider_proxy.py has the source)
-export MAILSYNC_STACK_OUTLOOK_IMAP_CAPABILITY="IMAP4 IMAP4rev1 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+"
 
-"$root/deploy/local/install-deps.sh"
-cmake --preset release >/dev/null
-cmake --build --preset release --target mailsync mailsync-worker mailsync-scheduler imap_bench delay_proxy >/dev/null
-bin=$root/build/release
-
-stack=$("$root/deploy/local/up.sh")
-work=$(mktemp -d /tmp/mailsync-bench-sync.XXXXXX)
-chmod 755 "$work"
-read -r durable_port gmail_wan outlook_wan dynamo_wan pg_wan < <(free_ports 5)
 proxy=
-trap '[[ -z $proxy ]] || kill "$proxy"; stop_postgres "$work/pg"; "$root/deploy/local/down.sh" "$stack" >/dev/null; rm -rf "$work"' EXIT
-. "$stack/env"
-start_postgres "$work/pg" "$durable_port" durable
-psql -q -h 127.0.0.1 -p "$durable_port" -U postgres -c "CREATE DATABASE bench"
-export MAILSYNC_DATABASE_URL="postgresql://postgres@127.0.0.1:$durable_port/bench" LOG_LEVEL=warn
-"$bin/admin/mailsync" migrate >/dev/null
-"$bin/admin/mailsync" dynamo create-table >/dev/null
-
-token() {  # PROVIDER_URL CLIENT_ID SECRET REFRESH
-  curl -s --data-urlencode grant_type=refresh_token --data-urlencode "client_id=$2" --data-urlencode "client_secret=$3" \
-    --data-urlencode "refresh_token=$4" "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
-}
-source_user=sync120@gmail.test  # the last of the stack's spare mailboxes, which the tests claim first-come
-# Seed the source with the benchmark's own tool (pipelined APPEND over XOAUTH2).
-source_token=$(curl -s -H 'Content-Type: application/json' -d "{\"provider\": \"google\", \"user\": \"$source_user\"}" \
-  "$MAILSYNC_STACK_OAUTH_URL/admin/grant" | python3 -c 'import json, sys; print(json.load(sys.stdin)["refresh_token"])')
-BENCH_IMAP_HOST=$GMAIL_IMAP_HOST BENCH_IMAP_PORT=$GMAIL_IMAP_PORT BENCH_USER=$source_user \
-  BENCH_ACCESS_TOKEN=$(token "$GOOGLE_TOKEN_URL" "$GMAIL_CLIENT_ID" "$GMAIL_CLIENT_SECRET" "$source_token") \
-  "$bin/bench/imap_bench" seed INBOX "$COUNT" "$SIZE" >/dev/null
+trap '[[ -z $proxy ]] || kill "$proxy"; bench_down' EXIT
+bench_up 4
+read -r gmail_wan outlook_wan dynamo_wan pg_wan <<<"${ports[*]}"
+seed_source "$COUNT" "$SIZE"
 echo "source: $COUNT x $SIZE bytes in $source_user's INBOX" >&2
 
-routes() {  # FOLDER
-  printf '[{"gmail_email": "%s", "outlook_target_folder": "%s", "gmail_refresh_token": "%s", "initial_sync": "all"}]' \
-    "$source_user" "$1" "$source_token"
-}
 mbsync_config() {  # FOLDER [GMAIL_PORT OUTLOOK_PORT]
   local gmail_port=${2:-$GMAIL_IMAP_PORT} outlook_port=${3:-$OUTLOOK_IMAP_PORT}
   mkdir -p "$work/mbsync-$1"

@@ -183,8 +183,8 @@ void RouteSync::Run::reconcile() {
   ensure_folder();  // it may have gone since (a person deleted it): then nothing arrived there
   const auto arrivals = ports.destination.find_arrivals(route.target_folder, pending);
   // Recorded together, per source UIDVALIDITY: one finalize and one release in PostgreSQL, one
-  // batch of DONE items and one of releases in the mirror (one statement per claim took ~50 ms a
-  // claim on a durable PostgreSQL: 10 s for a crashed batch of 200).
+  // batch of DONE items and one of releases in the mirror, not two statements and two DynamoDB
+  // calls per claim (bench/sync: 200 claims of a killed run reconciled in ~0.2 s).
   struct Outcome {
     std::vector<Copied> found;
     std::vector<MirrorClaim> mirrored;
