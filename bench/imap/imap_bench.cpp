@@ -63,7 +63,8 @@ class HashingSink : public mailsync::imap::FetchSink {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
+    std::fprintf(stderr,
+                 "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
     return 2;
   }
   const std::string mode = argv[1], folder = argv[2];
@@ -103,7 +104,8 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(sink.messages_),
                 static_cast<unsigned long long>(sink.bytes_), seconds);
   } else {
-    std::fprintf(stderr, "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
+    std::fprintf(stderr,
+                 "usage: imap_bench seed FOLDER COUNT SIZE|MIN-MAX [FIRST] | fetch FOLDER\n");
     return 2;
   }
   client->logout();
