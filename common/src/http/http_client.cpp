@@ -1,8 +1,13 @@
 #include "mailsync/http/http_client.hpp"
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
+#include <cstring>
 #include <mutex>
+
+#include "mailsync/net/tls_stream.hpp"
+#include "mailsync/net/trust_store.hpp"
 
 namespace mailsync::http {
 
@@ -72,6 +77,17 @@ bool is_retryable(CURLcode code) {
   }
 }
 
+// Whether libcurl does TLS with OpenSSL (the libssl this process links), so that its contexts can
+// be handed the process's shared trust store instead of parsing the CA bundle per connection.
+bool curl_uses_openssl() {
+  static const bool openssl = [] {
+    const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+    return info != nullptr && info->ssl_version != nullptr &&
+           std::strncmp(info->ssl_version, "OpenSSL/", 8) == 0;
+  }();
+  return openssl;
+}
+
 }  // namespace
 
 std::string form_encode(const FormFields& fields) {
@@ -89,10 +105,25 @@ struct HttpClient::Impl {
   HttpOptions options;
   CURL* handle = nullptr;
   char error_buffer[CURL_ERROR_SIZE] = {};
+  std::string trust_error;  // why the trust store could not be installed, for the error
+
+  // CURLOPT_SSL_CTX_FUNCTION: libcurl's context gets the shared store (net::shared_trust_store).
+  static CURLcode install_trust_store(CURL*, void* ssl_context, void* user) {
+    auto* self = static_cast<Impl*>(user);
+    try {
+      SSL_CTX_set_cert_store(static_cast<SSL_CTX*>(ssl_context),
+                             net::shared_trust_store(self->options.ca_file));
+      return CURLE_OK;
+    } catch (const net::TransportError& e) {
+      self->trust_error = e.what();
+      return CURLE_SSL_CACERT_BADFILE;
+    }
+  }
 
   HttpResponse perform(const std::string& url, curl_slist* headers) {
     HttpResponse response;
     error_buffer[0] = '\0';
+    trust_error.clear();
     curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
     curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(handle, CURLOPT_WRITEDATA, &response.body);
@@ -103,7 +134,9 @@ struct HttpClient::Impl {
                           std::to_string(kMaxBody >> 20) + " MiB; refused",
                       false);
     if (code != CURLE_OK) {
-      const std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
+      const std::string detail = !trust_error.empty()      ? trust_error
+                                 : error_buffer[0] != '\0' ? error_buffer
+                                                           : curl_easy_strerror(code);
       throw HttpError("HTTP request to " + origin_of(url) + " failed: " + detail,
                       is_retryable(code));
     }
@@ -128,7 +161,14 @@ HttpClient::HttpClient(HttpOptions options) : impl_(std::make_unique<Impl>()) {
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!impl_->options.ca_file.empty()) {
+  if (curl_uses_openssl()) {
+    // No bundle of libcurl's own (it would parse it per connection: with a CA path set, 7.88 does
+    // not cache it); the process's shared store, system certificates and CA file, instead.
+    curl_easy_setopt(h, CURLOPT_CAINFO, nullptr);
+    curl_easy_setopt(h, CURLOPT_CAPATH, nullptr);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, &Impl::install_trust_store);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, impl_.get());
+  } else if (!impl_->options.ca_file.empty()) {
     // CURLOPT_CAINFO replaces the default bundle; keep the system store through CAPATH.
     curl_easy_setopt(h, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
     curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs");

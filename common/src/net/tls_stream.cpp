@@ -16,11 +16,13 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
 
+#include "mailsync/net/trust_store.hpp"
 #include "mailsync/util/strings.hpp"
 
 namespace mailsync::net {
@@ -44,6 +46,43 @@ std::string openssl_errors() {
     out += buffer;
   }
   return out.empty() ? "no detail from OpenSSL" : out;
+}
+
+// One client context per (verify, CA file) for the process, configured once and then only read
+// (OpenSSL allows SSL_new from many threads): a context per connection cost a trust-store parse
+// and OpenSSL 3.0's algorithm fetches each time. Returns a new reference.
+SSL_CTX* shared_client_context(const TlsOptions& options) {
+  static std::mutex mutex;
+  static auto* contexts = new std::map<std::pair<bool, std::string>, SSL_CTX*>;  // never destroyed
+  const std::pair<bool, std::string> key{options.verify, options.verify ? options.ca_file : ""};
+  std::lock_guard lock(mutex);
+  SSL_CTX*& slot = (*contexts)[key];
+  if (slot == nullptr) {
+    ERR_clear_error();
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> context(SSL_CTX_new(TLS_client_method()),
+                                                              &SSL_CTX_free);
+    if (context == nullptr) {
+      contexts->erase(key);
+      throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
+    }
+    SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
+    SSL_CTX_set_mode(context.get(),
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (options.verify) {
+      SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+      try {
+        SSL_CTX_set_cert_store(context.get(), shared_trust_store(options.ca_file));
+      } catch (...) {
+        contexts->erase(key);
+        throw;
+      }
+    } else {
+      SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
+    }
+    slot = context.release();
+  }
+  SSL_CTX_up_ref(slot);
+  return slot;
 }
 
 int remaining_ms(Clock::time_point deadline) {
@@ -302,22 +341,7 @@ std::unique_ptr<TlsStream> TlsStream::upgrade(Socket socket, const std::string& 
 
 void TlsStream::handshake(const std::string& host) {
   ERR_clear_error();
-  SSL_CTX* context = ssl_->context = SSL_CTX_new(TLS_client_method());
-  if (context == nullptr)
-    throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
-  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-  SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (options_.verify) {
-    SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
-    SSL_CTX_set_default_verify_paths(context);
-    if (!options_.ca_file.empty() &&
-        SSL_CTX_load_verify_locations(context, options_.ca_file.c_str(), nullptr) != 1)
-      throw TransportError(TransportErrorKind::kCertificate,
-                           "cannot load CA file " + options_.ca_file + ": " + openssl_errors());
-  } else {
-    SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nullptr);
-  }
-
+  SSL_CTX* context = ssl_->context = shared_client_context(options_);
   SSL* ssl = ssl_->ssl = SSL_new(context);
   if (ssl == nullptr || SSL_set_fd(ssl, socket_.fd()) != 1)
     throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
