@@ -82,14 +82,18 @@ def main():
     def drain(before, expected, workers):
         """Waits until `expected` more attempts are recorded; the workers' max fds and RSS meanwhile."""
         fds = rss = 0
-        start = time.monotonic()
-        while attempts() < before + expected:
-            if time.monotonic() - start > 900:
-                sys.exit("fleet: the jobs of a cycle did not finish within 15 minutes")
+        start = last_report = time.monotonic()
+        while (done := attempts() - before) < expected:
+            now = time.monotonic()
+            if now - start > 900:
+                sys.exit(f"fleet: {done} of a cycle's {expected} jobs finished within 15 minutes")
+            if now - last_report >= 10:
+                print(f"  ... {done}/{expected} jobs in {now - start:.0f} s", file=sys.stderr, flush=True)
+                last_report = now
             for w in workers:
                 fds = max(fds, len(os.listdir(f"/proc/{w.pid}/fd")))
                 rss = max(rss, status_kb(w.pid, "VmHWM"))
-            time.sleep(0.25)
+            time.sleep(1)  # each poll is a psql process: its CPU is on the same two cores
         return time.monotonic() - start, fds, rss
 
     first_cycle_ms = cycle()  # routes inserted, a job each
@@ -117,10 +121,13 @@ def main():
         cpu_before = [cpu_ms(w.pid) for w in workers]
         pg_before = cpu_ms(args.postgres_pid, children=True)
         before = attempts()
+        xacts = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        xacts_before = int(psql(url, xacts))
         steady_cycle_ms = cycle()
         steady_s, fds, rss = drain(before, args.routes, workers)
         worker_cpu = sum(cpu_ms(w.pid) - b for w, b in zip(workers, cpu_before))
         pg_cpu = cpu_ms(args.postgres_pid, children=True) - pg_before
+        transactions = int(psql(url, xacts)) - xacts_before
         copied = int(psql(url, f"SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE' "
                                f"AND message_id LIKE '<{tag}-%'"))
         twice = int(psql(url, "SELECT count(*) FROM (SELECT route_key, message_id FROM mailsync.uid_claims "
@@ -139,6 +146,7 @@ def main():
     print(f"steady_cycle_s={steady_s:.1f} ({args.routes / steady_s:.0f} jobs/s) with new mail in "
           f"{with_mail} routes: {copied} copies, {twice} twice")
     print(f"worker_cpu_ms_per_job={per_job_ms:.2f} postgres_cpu_ms_per_job={pg_per_job_ms:.2f}")
+    print(f"postgres_transactions_per_job={transactions / args.routes:.1f} (the bench's own polling included)")
     print(f"worker_max_fds={fds} worker_peak_rss_mb={rss // 1024}")
     jobs = 1_000_000 / 300
     print(f"one_million_routes: {jobs:.0f} jobs/s would need about {jobs * per_job_ms / 1000:.1f} "

@@ -234,7 +234,15 @@ default_client_limit = 4000
 # mailboxes here are one Unix user, vmail); past that Dovecot polls every 30 s. Gmail tells an
 # IDLE client at once: check every second where inotify is gone.
 mailbox_idle_check_interval = 1 secs
+# Dovecot's "high-performance mode" (doc.dovecot.org, Login processes): a login process serves many
+# connections (TLS included) instead of one fork per connection; 5,000 routes logging in every cycle
+# (bench/fleet) otherwise spend much of the machine in Dovecot's process start-up, a cost Gmail and
+# Outlook.com bear on their own machines. Reusing imap processes too (service imap's service_count)
+# was tried and rejected: concurrent first logins of one user then panicked in Dovecot 2.3.19
+# ("fcntl(dovecot.list.index.log, write-lock) locking failed: Resource deadlock avoided").
 service imap-login {
+  service_count = 0
+  process_min_avail = 2
   # Plaintext port for STARTTLS only: ssl = required refuses any login before TLS.
   inet_listener imap {
     port = $plain_port
