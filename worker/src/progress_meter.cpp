@@ -23,6 +23,9 @@ ProgressMeter::Due ProgressMeter::due(Steady now) {
   due.write = true;
   written_ = true;
   last_write_ = now;
+  samples_.push_back({now, done_messages_});
+  // One sample at least kRateWindow old is kept, so that the window spans the whole minute.
+  while (samples_.size() > 1 && now - samples_[1].at >= kRateWindow) samples_.pop_front();
   if (now - last_log_ >= kLogEvery) {
     due.log = true;
     last_log_ = now;
@@ -32,7 +35,10 @@ ProgressMeter::Due ProgressMeter::due(Steady now) {
 
 Progress ProgressMeter::at(int64_t job_id, Steady now) const {
   const double seconds = std::max(std::chrono::duration<double>(now - started_).count(), 1e-3);
-  const double rate = static_cast<double>(done_messages_) / seconds;
+  Sample from{started_, 0};
+  if (!samples_.empty() && now - samples_.front().at >= kRateWindow) from = samples_.front();
+  const double window = std::max(std::chrono::duration<double>(now - from.at).count(), 1e-3);
+  const double rate = static_cast<double>(done_messages_ - from.messages) / window;
   const double left = rate > 0 ? static_cast<double>(total_messages_ - done_messages_) / rate : 0.0;
   return {job_id,      seconds,      done_messages_, total_messages_,
           done_bytes_, total_bytes_, rate,           static_cast<int64_t>(left)};

@@ -85,5 +85,19 @@ TEST(ProgressMeter, EstimatesTheTimeLeftFromTheRateSoFar) {
             "progress: 250 of 1000 messages, 2.5 of 10.0 MB, 25 msgs/s, about 30 s left");
 }
 
+TEST(ProgressMeter, OnceAMinuteOldTheRateIsTheLastMinutesNotTheRunsAverage) {
+  const auto t0 = std::chrono::steady_clock::time_point(100s);
+  ProgressMeter meter(10'000, 100'000'000, t0);
+  // 60 s at 100 msgs/s, then 60 s at 25 msgs/s (the destination folder grew).
+  for (int s = 5; s <= 120; s += 5) {
+    meter.add(s <= 60 ? 500 : 125, 0);
+    (void)meter.due(t0 + std::chrono::seconds(s));
+  }
+  const Progress p = meter.at(1, t0 + 120s);
+  EXPECT_EQ(p.messages_done, 7500);
+  EXPECT_DOUBLE_EQ(p.rate_per_s, 25.0);  // the run's average would say 62.5
+  EXPECT_EQ(p.eta_seconds, 100);         // 2,500 left at 25/s, not 40 s
+}
+
 }  // namespace
 }  // namespace mailsync::sync
