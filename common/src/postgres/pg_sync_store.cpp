@@ -164,6 +164,11 @@ constexpr Query kFailedUids{
     "sync_failed_uids",
     "SELECT uid FROM mailsync.failures WHERE route_key = $1 AND uidvalidity = $2"};
 
+constexpr Query kCopiedUidsAbove{"sync_copied_uids_above", R"sql(
+SELECT uid FROM mailsync.uid_claims
+WHERE route_key = $1 AND uidvalidity = $2 AND uid > $3 AND state = 'DONE'
+)sql"};
+
 constexpr Query kCopiedGmMsgids{"sync_copied_gm_msgids", R"sql(
 SELECT gm_msgid::text FROM mailsync.uid_claims
 WHERE route_key = $1 AND state = 'DONE' AND gm_msgid = ANY($2::numeric[])
@@ -460,6 +465,12 @@ class PgSyncStore final : public SyncStore {
   std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
                                      TimePoint now) override {
     return uids_of(kDueFailures, route, int64_t{uidvalidity}, postgres::detail::to_micros(now));
+  }
+
+  std::set<uint32_t> copied_uids_above(const std::string& route, uint32_t uidvalidity,
+                                       uint32_t above_uid) override {
+    const auto uids = uids_of(kCopiedUidsAbove, route, int64_t{uidvalidity}, int64_t{above_uid});
+    return {uids.begin(), uids.end()};
   }
 
   std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override {

@@ -297,6 +297,17 @@ std::set<uint32_t> FakeSyncStore::failed_uids(const std::string& route, uint32_t
   return out;
 }
 
+std::set<uint32_t> FakeSyncStore::copied_uids_above(const std::string& route, uint32_t uidvalidity,
+                                                    uint32_t above_uid) {
+  hook("copied_uids_above");
+  std::set<uint32_t> out;
+  for (const auto& [key, claim] : claims)
+    if (std::get<0>(key) == route && std::get<1>(key) == uidvalidity &&
+        std::get<2>(key) > above_uid && claim.state == "DONE")
+      out.insert(std::get<2>(key));
+  return out;
+}
+
 SyncStore::Adopted FakeSyncStore::adopt_pending(const Fence& fence, const std::string& route,
                                                 std::chrono::milliseconds) {
   hook("adopt_pending");

@@ -171,6 +171,8 @@ class FakeSyncStore final : public SyncStore {
   std::vector<uint32_t> due_failures(const std::string& route, uint32_t uidvalidity,
                                      TimePoint now) override;
   std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) override;
+  std::set<uint32_t> copied_uids_above(const std::string& route, uint32_t uidvalidity,
+                                       uint32_t above_uid) override;
   Adopted adopt_pending(const Fence& fence, const std::string& route,
                         std::chrono::milliseconds grace) override;
   std::set<uint64_t> copied_gm_msgids(const std::string& route,

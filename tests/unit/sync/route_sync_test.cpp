@@ -275,6 +275,24 @@ TEST_F(RouteSyncRun, ClaimsOfAnAttemptThatMayStillBeAppendingAreLeftAloneUntilIt
   EXPECT_EQ(watermark(), 3u);
 }
 
+TEST_F(RouteSyncRun, WhatARunCopiedBehindAWatermarkHeldBackIsNotFetchedAgain) {
+  auto sent = seed(3);
+  dest_.drop_after = 1;  // attempt 1 stops with UIDs 1-3 PENDING, their APPEND in doubt
+  EXPECT_EQ(run().outcome, SyncOutcome::kFailed);
+  store_.running_attempts.insert({1, 1});
+  for (const auto& later : seed(3, "later")) sent.push_back(later);
+  ASSERT_EQ(run().outcome, SyncOutcome::kInDoubt);  // copies UIDs 4-6; the watermark stays at 0
+  EXPECT_EQ(watermark(), 0u);
+  store_.running_attempts.clear();
+  source_.fetches.clear();
+  const SyncReport recovered = run();
+  ASSERT_EQ(recovered.outcome, SyncOutcome::kSucceeded) << recovered.result.error;
+  for (const auto& fetch : source_.fetches)
+    for (const uint32_t uid : fetch) EXPECT_LE(uid, 3u) << "UID " << uid << " was DONE already";
+  expect_each_copied_once(sent);
+  EXPECT_EQ(watermark(), 6u);
+}
+
 TEST_F(RouteSyncRun, ALeaseLostAtFinalizeStopsTheRunAtOnceAndWritesNothingMore) {
   options_.batch_messages = 2;
   const auto sent = seed(6);

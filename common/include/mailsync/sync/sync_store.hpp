@@ -168,6 +168,10 @@ class SyncStore {
                                              TimePoint now) = 0;
   // Every UID with a failure recorded (due or not, permanent or not): the watermark may pass them.
   virtual std::set<uint32_t> failed_uids(const std::string& route, uint32_t uidvalidity) = 0;
+  // The UIDs above `above_uid` whose claims are DONE: copied by a run whose watermark stayed
+  // behind them (claims in doubt held it, or it ended between a batch's DONE and its watermark).
+  virtual std::set<uint32_t> copied_uids_above(const std::string& route, uint32_t uidvalidity,
+                                               uint32_t above_uid) = 0;
   // Crash recovery: the route's PENDING claims whose attempt is over
   // (mailsync.attempt_may_be_running is false with `grace`), made the fence's own in one fenced
   // statement and returned, so that only this run reconciles them. Claims of an attempt that may
