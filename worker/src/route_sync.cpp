@@ -85,6 +85,7 @@ SyncReport RouteSync::Run::execute() {
   WatermarkTracker tracker(start.floor, candidates,
                            ports.store.failed_uids(key, inbox.uidvalidity));
   for (const uint32_t uid : copied) tracker.handled(uid);
+  stats.skipped += static_cast<int>(copied.size());  // counted as when a claim finds them DONE
   std::vector<uint32_t> present;
   for (const uint32_t uid : wanted) {
     if (sizes.contains(uid))

@@ -289,6 +289,8 @@ TEST_F(RouteSyncRun, WhatARunCopiedBehindAWatermarkHeldBackIsNotFetchedAgain) {
   ASSERT_EQ(recovered.outcome, SyncOutcome::kSucceeded) << recovered.result.error;
   for (const auto& fetch : source_.fetches)
     for (const uint32_t uid : fetch) EXPECT_LE(uid, 3u) << "UID " << uid << " was DONE already";
+  EXPECT_EQ(recovered.result.stats.appended + recovered.result.stats.skipped, 6)
+      << "what was copied before is counted skipped, as when its claim finds it DONE";
   expect_each_copied_once(sent);
   EXPECT_EQ(watermark(), 6u);
 }
