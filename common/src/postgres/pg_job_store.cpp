@@ -155,12 +155,11 @@ class PgJobStore final : public JobStore {
     }
     const NowParam now_param(now);
     return db_.run([&] {
-      pqxx::work work(db_.connection());
+      pqxx::nontransaction work(db_.connection());  // one statement (see heartbeat)
       const pqxx::result result =
           exec(work, q::kJobFinish, ids.str(), outcomes.str(), errors.str(), run_ats.str(),
                records.str(), run_ids.str(), fetched.str(), appended.str(), skipped.str(),
                failed.str(), bytes.str(), now_param.get(), owner);
-      work.commit();
       std::vector<FinishedJob> finished;
       for (const auto& row : result)
         finished.push_back({row[0].as<int64_t>(), row[1].as<std::string>()});
@@ -175,10 +174,9 @@ class PgJobStore final : public JobStore {
     for (const Finish& f : finishes) ids.push_back(f.job_id);
     const NowParam now_param(now);
     return db_.run([&] {
-      pqxx::work work(db_.connection());
+      pqxx::nontransaction work(db_.connection());  // one statement (see heartbeat)
       const pqxx::result result = exec(
           work, q::kJobSucceed, postgres::detail::int_array<int64_t>(ids), owner, now_param.get());
-      work.commit();
       std::vector<FinishedJob> finished;
       finished.reserve(result.size());
       for (const auto& row : result) finished.push_back({row[0].as<int64_t>(), "succeeded"});
@@ -192,10 +190,12 @@ class PgJobStore final : public JobStore {
     if (ids.empty()) return {};
     const NowParam now_param(now);
     return db_.run([&] {
-      pqxx::work work(db_.connection());
+      // Autocommit, as finish and release: a worker frozen (SIGSTOP, a paused VM) between a
+      // transaction's UPDATE and its COMMIT would hold the job row's lock for the whole freeze,
+      // and the rescue of its lease, a run-once and the next fenced write would wait on it.
+      pqxx::nontransaction work(db_.connection());
       const pqxx::result result = exec(work, q::kJobHeartbeat, postgres::detail::int_array(ids),
                                        owner, static_cast<int64_t>(lease.count()), now_param.get());
-      work.commit();
       std::vector<int64_t> held;
       for (const auto& row : result) held.push_back(row[0].as<int64_t>());
       return held;
@@ -207,10 +207,9 @@ class PgJobStore final : public JobStore {
     if (ids.empty()) return 0;
     const NowParam now_param(now);
     return db_.run([&] {
-      pqxx::work work(db_.connection());
+      pqxx::nontransaction work(db_.connection());  // one statement (see heartbeat)
       const pqxx::result result =
           exec(work, q::kJobRelease, postgres::detail::int_array(ids), owner, now_param.get());
-      work.commit();
       return static_cast<int>(result.affected_rows());
     });
   }
