@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -56,33 +57,22 @@ SSL_CTX* shared_client_context(const TlsOptions& options) {
   static auto* contexts = new std::map<std::pair<bool, std::string>, SSL_CTX*>;  // never destroyed
   const std::pair<bool, std::string> key{options.verify, options.verify ? options.ca_file : ""};
   std::lock_guard lock(mutex);
-  SSL_CTX*& slot = (*contexts)[key];
-  if (slot == nullptr) {
+  auto found = contexts->find(key);
+  if (found == contexts->end()) {  // a failure is not remembered: the next connection tries again
     ERR_clear_error();
     std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> context(SSL_CTX_new(TLS_client_method()),
                                                               &SSL_CTX_free);
-    if (context == nullptr) {
-      contexts->erase(key);
+    if (context == nullptr)
       throw TransportError(TransportErrorKind::kTls, "TLS setup: " + openssl_errors());
-    }
     SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
     SSL_CTX_set_mode(context.get(),
                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (options.verify) {
-      SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
-      try {
-        SSL_CTX_set_cert_store(context.get(), shared_trust_store(options.ca_file));
-      } catch (...) {
-        contexts->erase(key);
-        throw;
-      }
-    } else {
-      SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
-    }
-    slot = context.release();
+    SSL_CTX_set_verify(context.get(), options.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    if (options.verify) SSL_CTX_set_cert_store(context.get(), shared_trust_store(options.ca_file));
+    found = contexts->emplace(key, context.release()).first;
   }
-  SSL_CTX_up_ref(slot);
-  return slot;
+  SSL_CTX_up_ref(found->second);
+  return found->second;
 }
 
 int remaining_ms(Clock::time_point deadline) {
@@ -316,6 +306,28 @@ struct TlsStream::Ssl {
     if (context != nullptr) SSL_CTX_free(context);
   }
 };
+
+X509_STORE* shared_trust_store(const std::string& ca_file) {
+  static std::mutex mutex;
+  // Never destroyed: the stores live as long as the process, reachable for the leak checker.
+  static auto* stores = new std::map<std::string, X509_STORE*>;
+  std::lock_guard lock(mutex);  // held while parsing: concurrent first connections parse once
+  auto found = stores->find(ca_file);
+  if (found == stores->end()) {  // a failure is not remembered: a file put right is read next time
+    ERR_clear_error();
+    std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(),
+                                                                  &X509_STORE_free);
+    if (store == nullptr || X509_STORE_set_default_paths(store.get()) != 1 ||
+        (!ca_file.empty() && X509_STORE_load_file(store.get(), ca_file.c_str()) != 1))
+      throw TransportError(
+          TransportErrorKind::kCertificate,
+          (ca_file.empty() ? "cannot load the system CA store" : "cannot load CA file " + ca_file) +
+              ": " + openssl_errors());
+    found = stores->emplace(ca_file, store.release()).first;
+  }
+  X509_STORE_up_ref(found->second);
+  return found->second;
+}
 
 TlsStream::TlsStream(Socket socket, TlsOptions options)
     : socket_(std::move(socket)), options_(std::move(options)), ssl_(std::make_unique<Ssl>()) {}
