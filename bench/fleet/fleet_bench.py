@@ -14,28 +14,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "push"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sync"))
 from push_bench import env, gmail_connection, mint, psql  # noqa: E402
+from measure import TICK_MS, stat, tree_ticks  # noqa: E402
 
-TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")
 
-
-def cpu_ms(pid, children=False):
-    """The process's CPU so far (with its reaped children's, and its live children's, if asked)."""
-    def fields(p):
-        with open(f"/proc/{p}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    own = fields(pid)
-    total = int(own[11]) + int(own[12]) + (int(own[13]) + int(own[14]) if children else 0)
-    if children:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    f = fields(entry)
-                except OSError:
-                    continue
-                if int(f[1]) == pid:
-                    total += int(f[11]) + int(f[12])
-    return total * TICK_MS
+def cpu_ms(pid, with_children=False):
+    """The process's CPU so far; with its children's (ended and live ones), if asked."""
+    ticks = tree_ticks(pid) if with_children else sum(stat(pid)[1][:2])
+    return ticks * TICK_MS
 
 
 def status_kb(pid, field):
@@ -119,14 +106,14 @@ def main():
                                               f"\r\nnew mail for {users[u]}\r\n").encode())
             imap.logout()
         cpu_before = [cpu_ms(w.pid) for w in workers]
-        pg_before = cpu_ms(args.postgres_pid, children=True)
+        pg_before = cpu_ms(args.postgres_pid, with_children=True)
         before = attempts()
         xacts = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
         xacts_before = int(psql(url, xacts))
         steady_cycle_ms = cycle()
         steady_s, fds, rss = drain(before, args.routes, workers)
         worker_cpu = sum(cpu_ms(w.pid) - b for w, b in zip(workers, cpu_before))
-        pg_cpu = cpu_ms(args.postgres_pid, children=True) - pg_before
+        pg_cpu = cpu_ms(args.postgres_pid, with_children=True) - pg_before
         transactions = int(psql(url, xacts)) - xacts_before
         copied = int(psql(url, f"SELECT count(*) FROM mailsync.uid_claims WHERE state = 'DONE' "
                                f"AND message_id LIKE '<{tag}-%'"))

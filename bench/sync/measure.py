@@ -39,22 +39,27 @@ def tree_ticks(root):
     return total
 
 
-args = sys.argv[1:]
-watched = {}
-while args and args[0] == "--watch":
-    name, pid = args[1].split("=", 1)
-    watched[name] = int(pid)
-    args = args[2:]
-if args and args[0] == "--":
-    args = args[1:]
+def main():
+    args = sys.argv[1:]
+    watched = {}
+    while args and args[0] == "--watch":
+        name, pid = args[1].split("=", 1)
+        watched[name] = int(pid)
+        args = args[2:]
+    if args and args[0] == "--":
+        args = args[1:]
 
-before = {name: tree_ticks(pid) for name, pid in watched.items()}
-start = time.monotonic()
-process = subprocess.Popen(args)
-_, status, usage = os.wait4(process.pid, 0)
-wall_ms = (time.monotonic() - start) * 1000
-parts = [f"wall_ms={wall_ms:.0f}", f"cpu_ms={(usage.ru_utime + usage.ru_stime) * 1000:.0f}",
-         f"peak_rss_kb={usage.ru_maxrss}"]
-parts += [f"{name}_cpu_ms={(tree_ticks(pid) - before[name]) * TICK_MS:.0f}" for name, pid in watched.items()]
-sys.stderr.write(" ".join(parts) + "\n")
-sys.exit(os.waitstatus_to_exitcode(status))
+    before = {name: tree_ticks(pid) for name, pid in watched.items()}
+    start = time.monotonic()
+    process = subprocess.Popen(args)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall_ms = (time.monotonic() - start) * 1000
+    parts = [f"wall_ms={wall_ms:.0f}", f"cpu_ms={(usage.ru_utime + usage.ru_stime) * 1000:.0f}",
+             f"peak_rss_kb={usage.ru_maxrss}"]
+    parts += [f"{name}_cpu_ms={(tree_ticks(pid) - before[name]) * TICK_MS:.0f}" for name, pid in watched.items()]
+    sys.stderr.write(" ".join(parts) + "\n")
+    sys.exit(os.waitstatus_to_exitcode(status))
+
+
+if __name__ == "__main__":
+    main()
