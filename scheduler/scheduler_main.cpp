@@ -1,6 +1,7 @@
 // `mailsync-scheduler`: enqueues one route_sync per enabled route every SYNC_INTERVAL_SECONDS and
 // runs queue maintenance (DESIGN.md section 3).
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
 
@@ -10,6 +11,7 @@
 #include "mailsync/exit_codes.hpp"
 #include "mailsync/health.hpp"
 #include "mailsync/log.hpp"
+#include "mailsync/ui/status_page.hpp"
 #include "scheduler.hpp"
 
 namespace po = boost::program_options;
@@ -33,7 +35,13 @@ int main(int argc, char** argv) {
       ("dead-retention-days", po::value<int>()->default_value(30), "keep dead jobs and attempt history this long")
       ("metrics-port", po::value<unsigned>(), "serve Prometheus /metrics (queue depth, oldest due job,\n"
        "routes in auth_required), /healthz and /readyz (database reachable) on this port")
-      ("metrics-address", po::value<std::string>()->default_value("0.0.0.0"), "address for --metrics-port");
+      ("metrics-address", po::value<std::string>()->default_value("0.0.0.0"), "address for --metrics-port")
+      ("ui-port", po::value<unsigned>(), "serve the status page (routes, progress, messages not copied,\n"
+       "dead jobs, the last hour's jobs; read-only) on this port")
+      ("ui-address", po::value<std::string>()->default_value("127.0.0.1"), "address for --ui-port; any other\n"
+       "than a loopback address needs MAILSYNC_UI_TOKEN (a value, env:NAME, file:PATH or\n"
+       "aws-sm:ID#KEY), which a browser gives as the password of its login prompt")
+      ("ui-refresh-seconds", po::value<int>()->default_value(5), "how often the status page refreshes itself");
   // clang-format on
   po::variables_map vm;
   try {
@@ -61,6 +69,18 @@ int main(int argc, char** argv) {
   for (const auto& error : loaded.errors) problems.push_back(error);
   for (const auto& warning : loaded.warnings)
     std::cerr << "mailsync-scheduler: warning: " << warning << "\n";
+
+  std::optional<config::Secret> ui_token;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): at start, before any thread
+  if (const char* spec = std::getenv("MAILSYNC_UI_TOKEN"); spec != nullptr && *spec != '\0') {
+    const config::SecretResolution resolved = config::resolve_secret(spec, "MAILSYNC_UI_TOKEN");
+    if (resolved.secret)
+      ui_token = resolved.secret;
+    else
+      problems.push_back(resolved.error);
+    if (!resolved.warning.empty())
+      std::cerr << "mailsync-scheduler: warning: " << resolved.warning << "\n";
+  }
 
   scheduler::SchedulerConfig config;
   config.database_url = loaded.settings.database_url;
@@ -93,6 +113,19 @@ int main(int argc, char** argv) {
               vm["metrics-address"].as<std::string>(), vm["metrics-port"].as<unsigned>(),
               {"mailsync-scheduler", config.database_url, std::nullopt, /*queue_gauges=*/true})))
       return exit_code::kUsage;
+    std::unique_ptr<metrics::Server> ui_server;
+    if (vm.count("ui-port")) {
+      try {
+        ui_server = ui::serve_status_page(
+            {vm["ui-address"].as<std::string>(), vm["ui-port"].as<unsigned>(), config.database_url,
+             ui_token, std::max(1, vm["ui-refresh-seconds"].as<int>())});
+        spdlog::info("status page on http://{}:{}/", vm["ui-address"].as<std::string>(),
+                     ui_server->port());
+      } catch (const std::runtime_error& e) {
+        std::cerr << "mailsync-scheduler: " << e.what() << "\n";
+        return exit_code::kUsage;
+      }
+    }
     cli::on_stop_signals([](void* s) { static_cast<scheduler::Scheduler*>(s)->stop(); },
                          &scheduler);
     scheduler.run();

@@ -177,12 +177,63 @@ struct Server::State {
 namespace {
 
 void reply(mg_connection* connection, int status, const char* reason, const char* content_type,
-           const std::string& body) {
+           const std::string& body, const std::string& extra_headers = "", bool head = false) {
   mg_printf(connection,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: "
-            "no-store\r\nConnection: close\r\n\r\n",
-            status, reason, content_type, body.size());
-  mg_write(connection, body.data(), body.size());
+            "no-store\r\nConnection: close\r\n%s\r\n",
+            status, reason, content_type, body.size(), extra_headers.c_str());
+  if (!head) mg_write(connection, body.data(), body.size());
+}
+
+const char* reason_of(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return status < 400 ? "OK" : "Error";
+  }
+}
+
+int on_page(mg_connection* connection, void* data) {
+  auto& state = *static_cast<Server::State*>(data);
+  const mg_request_info* info = mg_get_request_info(connection);
+  Request request;
+  request.method = info->request_method != nullptr ? info->request_method : "";
+  request.path = info->local_uri != nullptr ? info->local_uri : "/";
+  request.query = info->query_string != nullptr ? info->query_string : "";
+  if (const char* authorization = mg_get_header(connection, "Authorization"))
+    request.authorization = authorization;
+  Reply answer;
+  if (request.method != "GET" && request.method != "HEAD") {
+    answer = {405,
+              "text/plain; charset=utf-8",
+              "read-only: GET and HEAD only\n",
+              {{"Allow", "GET, HEAD"}}};
+  } else if (!state.options.pages) {
+    answer = {404, "text/plain; charset=utf-8", "not found\n", {}};
+  } else {
+    try {
+      answer = state.options.pages(request);
+    } catch (const std::exception&) {
+      answer = {500, "text/plain; charset=utf-8", "internal error\n", {}};
+    }
+  }
+  std::string headers;
+  for (const auto& [name, value] : answer.headers)
+    headers.append(name).append(": ").append(value).append("\r\n");
+  reply(connection, answer.status, reason_of(answer.status), answer.content_type.c_str(),
+        answer.body, headers, request.method == "HEAD");
+  return answer.status;
 }
 
 int on_metrics(mg_connection* connection, void* data) {
@@ -238,11 +289,11 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   unsigned char parsed[16];
   const bool v6 = inet_pton(AF_INET6, address.c_str(), parsed) == 1;
   if (!v6 && inet_pton(AF_INET, address.c_str(), parsed) != 1)
-    throw std::runtime_error("cannot serve metrics: '" + address +
+    throw std::runtime_error("cannot serve " + state_->options.purpose + ": '" + address +
                              "' is not an IPv4 or IPv6 address");
   if (state_->options.port > 65535)
-    throw std::runtime_error("cannot serve metrics: port " + std::to_string(state_->options.port) +
-                             " is out of range");
+    throw std::runtime_error("cannot serve " + state_->options.purpose + ": port " +
+                             std::to_string(state_->options.port) + " is out of range");
   const std::string listen =
       (v6 ? "[" + address + "]" : address) + ":" + std::to_string(state_->options.port);
   const char* config[] = {"listening_ports",    listen.c_str(), "num_threads", "2",
@@ -256,11 +307,14 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>()) {
   error_data.text_buffer_size = sizeof error_text;
   state_->context = mg_start2(&init_data, &error_data);
   if (state_->context == nullptr)
-    throw std::runtime_error("cannot serve metrics on " + listen +
+    throw std::runtime_error("cannot serve " + state_->options.purpose + " on " + listen +
                              (error_text[0] != '\0' ? ": " + std::string(error_text) : ""));
-  mg_set_request_handler(state_->context, "/metrics$", on_metrics, state_.get());
-  mg_set_request_handler(state_->context, "/healthz$", on_healthz, state_.get());
-  mg_set_request_handler(state_->context, "/readyz$", on_readyz, state_.get());
+  if (state_->options.probes) {
+    mg_set_request_handler(state_->context, "/metrics$", on_metrics, state_.get());
+    mg_set_request_handler(state_->context, "/healthz$", on_healthz, state_.get());
+    mg_set_request_handler(state_->context, "/readyz$", on_readyz, state_.get());
+  }
+  if (state_->options.pages) mg_set_request_handler(state_->context, "/", on_page, state_.get());
   mg_server_port ports[4]{};
   const int count = mg_get_server_ports(state_->context, 4, ports);
   port_ = count > 0 ? static_cast<unsigned>(ports[0].port) : state_->options.port;

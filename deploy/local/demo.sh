@@ -5,7 +5,9 @@
 #   varied messages, runs the scheduler once and a worker until the queue is drained, shows what
 #   arrived where and the dashboard, runs again to show nothing is copied twice, then lets a
 #   long-running worker copy new mail while its JSON log and Prometheus metrics are shown, shows a
-#   push route (IDLE) copying new mail within seconds, and stops it all.
+#   push route (IDLE) copying new mail within seconds, and stops it all. The status page
+#   (mailsync-scheduler --ui-port) is up from step 6 to the end; its URL is printed and a
+#   screenshot of it written to /tmp/mailsync-demo-status.png.
 #
 #   deploy/local/demo.sh            (KEEP_STACK=1 leaves the stack running and prints its env file)
 #   MAILSYNC_STACK_PROFILE=providers deploy/local/demo.sh   the servers behave like Gmail and
@@ -52,6 +54,21 @@ python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
 say "6. The dashboard (mailsync status and the SQL views)"
 mailsync status | sed 's/^/   /'
 psql -q "$MAILSYNC_DATABASE_URL" -c "SELECT regexp_replace(route_key, '#DEST.*', '') AS route, fetched, appended, skipped, failed, pg_size_pretty(bytes) AS bytes, round(extract(epoch FROM finished_at - started_at) * 1000) AS ms FROM mailsync.job_attempts ORDER BY started_at" | sed 's/^/   /'
+
+say "6b. The status page: mailsync-scheduler --ui-port (read-only, on 127.0.0.1 unless given a token)"
+ui_log=$(mktemp /tmp/mailsync-demo-ui.XXXXXX)
+LOG_LEVEL=info mailsync-scheduler --ui-port 0 2>"$ui_log" &
+ui=$!
+until grep -q 'status page on' "$ui_log"; do sleep 0.05; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$ui_log" | head -1)
+echo "   open $url (it stays up until the demo ends; it refreshes itself every 5 s)"
+curl -s "$url" | python3 -c 'import html, re, sys; page = sys.stdin.read()
+print("   " + html.unescape(re.search(r"<section id=\"summary\"><p>(.*?)</p>", page).group(1)))'
+shot=/tmp/mailsync-demo-status.png
+if chromium --headless=new --no-sandbox --disable-gpu --window-size=1280,900 --screenshot="$shot" "$url" \
+  >/dev/null 2>&1; then
+  echo "   a screenshot of it: $shot"
+fi
 
 say "7. Running again: new cycle, nothing new to copy"
 mailsync enqueue --all | sed 's/^/   /'
@@ -102,6 +119,10 @@ kill -TERM "$worker" "$scheduler"
 wait "$worker" "$scheduler" || true
 rm -f "$push_routes"
 python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
+
+kill -TERM "$ui"
+wait "$ui" || true
+rm -f "$ui_log"
 
 if [[ -n ${KEEP_STACK:-} ]]; then
   say "The stack keeps running: . $stack/env   (stop it with deploy/local/down.sh $stack)"

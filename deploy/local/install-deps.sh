@@ -20,6 +20,9 @@ packages=(
   isync
   # checks of deploy/ (tests/deploy_check.sh); prometheus for promtool (its daemon is not needed)
   yamllint systemd docker-compose prometheus
+  # the status page's browser test (headless, driven over --remote-debugging-pipe) and the demo's
+  # screenshot
+  chromium
 )
 
 missing=()

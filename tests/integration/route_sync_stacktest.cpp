@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -936,6 +938,101 @@ TEST_F(RouteSyncTest, AWorkerLogsJsonLinesAndItsMetricsAndHealthEndpointsFollowT
             db_.query_value("SELECT run_id FROM mailsync.job_attempts ORDER BY started_at DESC "
                             "LIMIT 1"))
       << "the log's run_id is the attempt's in the database";
+}
+
+// The status page (`mailsync-scheduler --ui-port`) in a real browser, headless Chromium driven
+// over the DevTools protocol (tests/support/cdp_watch.py), loaded once while a worker copies 1,400
+// messages: the worker is frozen before its 3rd and its 5th APPEND, and the page, refreshing
+// itself, shows the route running with its progress bar at 200 and then at 600 of 1,400, then the
+// route ok. A refused message's words written to hold markup are shown as text. The screenshot is
+// left in the build's tests directory (status_page.png).
+TEST_F(RouteSyncTest, TheStatusPageInABrowserFollowsALiveSyncAndShowsAServersWordsAsText) {
+  const auto sent = seed_many(*gmail_as(user_), 1400, "ui");
+  const mailsync::testing::EnvChanges env = process_env("info");
+  ASSERT_EQ(mailsync::testing::run_process({MAILSYNC_TEST_BIN_SCHEDULER, "--once"}, env).exit_code,
+            0);
+  const std::string words =
+      R"(NO <img src=x onerror="document.title='owned'"> <b>too big</b> & 'q')";
+  std::string quoted = words;
+  for (size_t at = 0; (at = quoted.find('\'', at)) != std::string::npos; at += 2)
+    quoted.insert(at, 1, '\'');
+  db_.execute(
+      "INSERT INTO mailsync.failures (route_key, uidvalidity, uid, reason, last_error, "
+      "permanent) VALUES ('" +
+      route_.key() + "', 1, 99999, 'too_large', '" + quoted + "', true)");
+
+  mailsync::testing::ChildProcess scheduler(
+      {MAILSYNC_TEST_BIN_SCHEDULER, "--ui-port", "0", "--ui-refresh-seconds", "1"}, env);
+  unsigned port = 0;
+  ASSERT_TRUE(mailsync::testing::wait_for([&] {
+    const std::string err = scheduler.read_err();
+    const auto at = err.find("status page on http://127.0.0.1:");
+    if (at != std::string::npos) port = static_cast<unsigned>(std::stoul(err.substr(at + 32)));
+    return port != 0;
+  })) << scheduler.read_err();
+
+  mailsync::testing::EnvChanges frozen_env = env;
+  frozen_env["MAILSYNC_TEST_PAUSE_AT"] = "before_append:3,5";
+  mailsync::testing::ChildProcess worker(
+      {MAILSYNC_TEST_BIN_WORKER, "--kinds", "route_sync", "--concurrency", "1"}, frozen_env);
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return process_state(worker.pid()) == 'T'; }))
+      << worker.read_err();
+
+  const std::string shot = std::filesystem::current_path() / "status_page.png";
+  std::filesystem::remove(shot);
+  const std::string sample =
+      "({state: document.querySelector('tr.route .badge')?.textContent ?? null,"
+      " progress: document.querySelector('tr.route progress')?.value ?? null,"
+      " words: [...document.querySelectorAll('#failures td.words')].map(e => e.textContent),"
+      " images: document.images.length, title: document.title})";
+  mailsync::testing::ChildProcess browser(
+      {std::string(MAILSYNC_TEST_SOURCE_DIR) + "/tests/support/cdp_watch.py",
+       "http://127.0.0.1:" + std::to_string(port) + "/", "--sample", sample, "--until",
+       "document.querySelector('tr.route .badge')?.textContent === 'ok'", "--timeout", "120",
+       "--screenshot", shot});
+  auto seen = [&](const std::string& fragment) {
+    return mailsync::testing::wait_for(
+        [&] { return browser.read_err().find(fragment) != std::string::npos; },
+        std::chrono::seconds(30));
+  };
+  ASSERT_TRUE(seen(R"("state": "running", "progress": 200)")) << browser.read_err();
+  // The next progress write is due 5 s after the first: the worker wakes past it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5500));
+  worker.signal(SIGCONT);
+  ASSERT_TRUE(mailsync::testing::wait_for([&] { return process_state(worker.pid()) == 'T'; }))
+      << worker.read_err();
+  ASSERT_TRUE(seen(R"("state": "running", "progress": 600)")) << browser.read_err();
+  worker.signal(SIGCONT);
+  const mailsync::testing::ProcessResult watched = browser.wait();
+  ASSERT_EQ(watched.exit_code, 0) << watched.err;
+
+  // Each line is what the page showed at one moment, in order, from one load of the page.
+  std::vector<nlohmann::json> moments;
+  std::istringstream lines(watched.err);
+  for (std::string line; std::getline(lines, line);) moments.push_back(nlohmann::json::parse(line));
+  ASSERT_FALSE(moments.empty());
+  std::vector<int> progress;
+  for (const auto& m : moments)
+    if (m["progress"].is_number() &&
+        (progress.empty() || progress.back() != m["progress"].get<int>()))
+      progress.push_back(m["progress"].get<int>());
+  EXPECT_GE(progress.size(), 2u) << watched.err;
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end())) << watched.err;
+  const nlohmann::json& last = moments.back();
+  EXPECT_EQ(last["state"], "ok");
+  EXPECT_TRUE(last["progress"].is_null()) << "no progress bar once the run ended";
+  ASSERT_EQ(last["words"].size(), 1u) << watched.err;
+  EXPECT_EQ(last["words"][0], words) << "the server's words, as text";
+  EXPECT_EQ(last["images"], 0) << "markup in the words became an element";
+  EXPECT_EQ(last["title"], "mailsync");
+  std::ifstream png(shot, std::ios::binary);
+  std::string signature(8, '\0');
+  png.read(signature.data(), 8);
+  EXPECT_EQ(signature, "\x89PNG\r\n\x1a\n") << "no screenshot at " << shot;
+
+  EXPECT_EQ(hashes(read_folder(*outlook(), route_.target_folder)), sent);
+  worker.signal(SIGTERM);
+  worker.wait();
 }
 
 TEST_F(RouteSyncTest, ALongSyncShowsItsProgressInRouteStatusUntilItEnds) {

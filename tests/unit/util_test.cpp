@@ -143,3 +143,16 @@ TEST(Lanes, AFailureIsThrownAfterEveryLaneEnded) {
   lanes.run(4, 8, [&](size_t, size_t) { ++again; });
   EXPECT_EQ(again, 8) << "usable after a failure";
 }
+
+TEST(PercentEncoding, KeepsTheUnreservedAndRoundTripsEveryByte) {
+  using mailsync::util::percent_decode;
+  using mailsync::util::percent_encode;
+  EXPECT_EQ(percent_encode("ROUTE#a@b.c#FOLDER#B & <b>~_-"),
+            "ROUTE%23a%40b.c%23FOLDER%23B%20%26%20%3Cb%3E~_-");
+  std::string every;
+  for (int c = 0; c < 256; ++c) every += static_cast<char>(c);
+  EXPECT_EQ(percent_decode(percent_encode(every)), every);
+  EXPECT_EQ(percent_decode("a+b%2Bc"), "a+b+c");
+  EXPECT_EQ(percent_decode("a+b%2Bc", /*plus_is_space=*/true), "a b+c");
+  EXPECT_EQ(percent_decode("100%zz%4"), "100%zz%4") << "not an escape: kept as it is";
+}

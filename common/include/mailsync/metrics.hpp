@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 // Prometheus metrics of a process (worker, scheduler, run-once) and the small HTTP server that
 // exposes them with /healthz and /readyz. The registry is process-wide, like the logger: the queue,
@@ -68,8 +70,29 @@ T& of(prometheus::Family<T>& family, const std::string& name, const std::string&
   return family.Add({{name, value}});
 }
 
+// A request to ServerOptions::pages: GET or HEAD only reach it (anything else is answered 405).
+struct Request {
+  std::string method;
+  std::string path;                          // decoded, without the query
+  std::string query;                         // as sent, undecoded
+  std::optional<std::string> authorization;  // the Authorization header
+};
+
+struct Reply {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // added to the standard ones
+};
+
 struct ServerOptions {
   std::string address = "0.0.0.0";
+  // What the server is for, in its errors ("cannot serve metrics on ...").
+  std::string purpose = "metrics";
+  // /metrics, /healthz and /readyz; off for a server of pages only.
+  bool probes = true;
+  // Every other path, from civetweb's threads (GET and HEAD; HEAD's body is not sent). Unset: 404.
+  std::function<Reply(const Request&)> pages;
   unsigned port = 0;  // 0: any free port (tests)
   // /readyz: nullopt when ready, else why not (one line, no secrets). Answers are cached for
   // `ready_cache` so a probe storm does not become a database storm.
@@ -79,8 +102,8 @@ struct ServerOptions {
   std::function<void()> before_scrape;
 };
 
-// GET /metrics, /healthz (the process answers), /readyz (ServerOptions::ready). Runs its own
-// threads (civetweb); stops in the destructor.
+// GET /metrics, /healthz (the process answers), /readyz (ServerOptions::ready), and
+// ServerOptions::pages for the rest. Runs its own threads (civetweb); stops in the destructor.
 class Server {
  public:
   explicit Server(ServerOptions options);  // throws std::runtime_error when it cannot listen

@@ -8,6 +8,7 @@
 
 #include "mailsync/net/tls_stream.hpp"
 #include "mailsync/net/trust_store.hpp"
+#include "mailsync/util/strings.hpp"
 
 namespace mailsync::http {
 
@@ -16,25 +17,6 @@ namespace {
 void global_init_once() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-void append_encoded(std::string& out, const std::string& value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (is_unreserved(c)) {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0x0f];
-    }
-  }
 }
 
 // Token endpoints, STS and DynamoDB answer in kilobytes; a body past this is refused, never held.
@@ -94,9 +76,9 @@ std::string form_encode(const FormFields& fields) {
   std::string out;
   for (const auto& [name, value] : fields) {
     if (!out.empty()) out += '&';
-    append_encoded(out, name);
+    out += util::percent_encode(name);
     out += '=';
-    append_encoded(out, value);
+    out += util::percent_encode(value);
   }
   return out;
 }

@@ -109,6 +109,13 @@ class PgRouteStore final : public RouteStore {
   nlohmann::json route_status() override { return json_of(q::kRouteStatus); }
   nlohmann::json queue_summary() override { return json_of(q::kQueueSummary); }
   nlohmann::json health_snapshot() override { return json_of(q::kHealthSnapshot); }
+  nlohmann::json status_page() override { return json_of(q::kStatusPage); }
+  nlohmann::json route_page(const std::string& route_key) override {
+    return db_.run([&] {
+      pqxx::read_transaction work(db_.connection());
+      return nlohmann::json::parse(exec1(work, q::kRoutePage, route_key)[0].as<std::string>());
+    });
+  }
 
   nlohmann::json list_jobs(const JobsFilter& filter) override {
     const NullableParam state(filter.state), kind(filter.kind), route(filter.route_key);

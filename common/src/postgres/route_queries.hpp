@@ -153,6 +153,46 @@ SELECT json_build_object(
                      GROUP BY r.route_key) t))::text
 )sql"};
 
+// The status page (src/ui): every panel in one statement, one snapshot. Routes as route_status;
+// the queue as queue_summary; finished jobs per minute for the last hour; dead jobs and messages
+// not copied, newest first, the first 50 of each (their totals beside them).
+inline constexpr Query kStatusPage{"status_page", R"sql(
+SELECT json_build_object(
+  'now', now(),
+  'routes', (SELECT coalesce(json_agg(row_to_json(s) ORDER BY s.route_key), '[]') FROM mailsync.route_status s),
+  'queue', (SELECT json_build_object(
+              'by_state', (SELECT coalesce(json_object_agg(state, n), '{}') FROM (
+                             SELECT state::text, count(*) AS n FROM mailsync.jobs GROUP BY state) s),
+              'due_jobs', d.due_jobs, 'oldest_due_age_seconds', d.oldest_due_age_seconds)
+            FROM mailsync.queue_due d),
+  'per_minute', (SELECT coalesce(json_agg(row_to_json(m) ORDER BY m.minute), '[]') FROM mailsync.jobs_per_minute m),
+  'dead_total', (SELECT count(*) FROM mailsync.dead_jobs),
+  'dead', (SELECT coalesce(json_agg(row_to_json(d)), '[]') FROM (
+             SELECT * FROM mailsync.dead_jobs ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 50) d),
+  'failures_total', (SELECT count(*) FROM mailsync.failures),
+  'failures', (SELECT coalesce(json_agg(row_to_json(f)), '[]') FROM (
+                 SELECT route_key, uid, reason, last_error, permanent, retry_count, next_retry_at,
+                        message_id, size, updated_at
+                 FROM mailsync.failures ORDER BY updated_at DESC LIMIT 50) f))::text
+)sql"};
+
+// One route's page: its route_status row (NULL when there is no such route), its last 50
+// attempts and its messages not copied.
+inline constexpr Query kRoutePage{"route_page", R"sql(
+SELECT json_build_object(
+  'now', now(),
+  'route', (SELECT row_to_json(s) FROM mailsync.route_status s WHERE s.route_key = $1),
+  'attempts', (SELECT coalesce(json_agg(row_to_json(a)), '[]') FROM (
+                 SELECT job_id, attempt, worker, run_id, started_at, finished_at, outcome, error,
+                        fetched, appended, skipped, failed, bytes
+                 FROM mailsync.job_attempts WHERE route_key = $1
+                 ORDER BY started_at DESC LIMIT 50) a),
+  'failures', (SELECT coalesce(json_agg(row_to_json(f)), '[]') FROM (
+                 SELECT uid, reason, last_error, permanent, retry_count, next_retry_at, message_id,
+                        size, updated_at
+                 FROM mailsync.failures WHERE route_key = $1 ORDER BY updated_at DESC LIMIT 200) f))::text
+)sql"};
+
 #undef MAILSYNC_NOW
 
 }  // namespace mailsync::postgres::queries

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <set>
 #include <string>
 
 namespace mailsync::util {
@@ -11,7 +12,7 @@ namespace {
 
 struct Armed {
   std::string name;
-  int at = 0;
+  std::set<int> at;  // the passes that stop
   std::atomic<int> passed{0};
 };
 
@@ -24,9 +25,15 @@ Armed* armed() {
     const size_t colon = text.rfind(':');
     auto* p = new Armed;  // lives as long as the process
     p->name = text.substr(0, colon);
-    p->at = colon == std::string::npos
-                ? 1
-                : static_cast<int>(std::strtol(text.c_str() + colon + 1, nullptr, 10));
+    if (colon == std::string::npos) {
+      p->at.insert(1);
+    } else {
+      const char* next = text.c_str() + colon + 1;
+      for (char* end = nullptr;; next = end + 1) {
+        p->at.insert(static_cast<int>(std::strtol(next, &end, 10)));
+        if (*end != ',') break;
+      }
+    }
     return p;
   }();
   return point;
@@ -37,7 +44,7 @@ Armed* armed() {
 void pause_point(std::string_view name) {
   Armed* point = armed();
   if (point == nullptr || point->name != name) return;
-  if (point->passed.fetch_add(1) + 1 == point->at) std::raise(SIGSTOP);
+  if (point->at.contains(point->passed.fetch_add(1) + 1)) std::raise(SIGSTOP);
 }
 
 }  // namespace mailsync::util

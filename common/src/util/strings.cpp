@@ -52,25 +52,7 @@ std::string to_hex(std::string_view bytes) {
 }
 
 std::map<std::string, std::string> parse_query(std::string_view query) {
-  auto decode = [](std::string_view text) {
-    std::string out;
-    for (size_t i = 0; i < text.size(); ++i) {
-      const char c = text[i];
-      auto hex = [](char h) {
-        return h >= '0' && h <= '9'   ? h - '0'
-               : h >= 'a' && h <= 'f' ? h - 'a' + 10
-               : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                      : -1;
-      };
-      if (c == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
-        out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-        i += 2;
-      } else {
-        out += c == '+' ? ' ' : c;
-      }
-    }
-    return out;
-  };
+  auto decode = [](std::string_view text) { return percent_decode(text, /*plus_is_space=*/true); };
   std::map<std::string, std::string> out;
   while (!query.empty()) {
     const size_t amp = query.find('&');
@@ -155,7 +137,24 @@ std::string encode_header_bytes(std::string_view bytes) {
 
 std::string decode_header_bytes(std::string_view text) {
   if (!text.starts_with(kEscaped)) return std::string(text);
-  text.remove_prefix(kEscaped.size());
+  return percent_decode(text.substr(kEscaped.size()));
+}
+
+std::string percent_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~')
+      out += ch;
+    else
+      append_escaped(out, c);
+  }
+  return out;
+}
+
+std::string percent_decode(std::string_view text, bool plus_is_space) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
@@ -164,7 +163,7 @@ std::string decode_header_bytes(std::string_view text) {
       out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
       i += 2;
     } else {
-      out += text[i];
+      out += plus_is_space && text[i] == '+' ? ' ' : text[i];
     }
   }
   return out;

@@ -72,6 +72,10 @@ class RouteStore {
   // For the metrics gauges and /readyz: {"due": {kind: n}, "jobs": [{kind, state, jobs}],
   // "oldest_due_age_seconds", "auth_required", "paused"}.
   virtual nlohmann::json health_snapshot() = 0;
+  // The status page's data (src/ui/status_page.cpp): every panel in one statement, and one route's
+  // page ({"route": null} when there is no such route).
+  virtual nlohmann::json status_page() = 0;
+  virtual nlohmann::json route_page(const std::string& route_key) = 0;
   virtual nlohmann::json list_jobs(const JobsFilter& filter) = 0;
 
   // Dead jobs back to available with `extra_attempts` more attempts; ids empty means all. Returns

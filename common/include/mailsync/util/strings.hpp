@@ -31,6 +31,12 @@ std::string to_hex(std::string_view bytes);
 std::string encode_header_bytes(std::string_view bytes);
 std::string decode_header_bytes(std::string_view text);
 
+// RFC 3986 percent-encoding: every byte but the unreserved (A-Z a-z 0-9 - . _ ~) written %XX.
+std::string percent_encode(std::string_view bytes);
+// %XX back to its byte (a '%' not followed by two hex digits stays as it is); with
+// `plus_is_space`, '+' is a space (a form's or a query string's encoding).
+std::string percent_decode(std::string_view text, bool plus_is_space = false);
+
 // A server's or a library's words made safe to store and show: bytes that are not valid UTF-8,
 // and control characters other than tab, become "%XX". Lossless for ordinary text.
 std::string safe_text(std::string_view text);
