@@ -6,7 +6,7 @@
 #   arrived where and the dashboard, runs again to show nothing is copied twice, then lets a
 #   long-running worker copy new mail while its JSON log and Prometheus metrics are shown, shows a
 #   push route (IDLE) copying new mail within seconds, and stops it all. The status page
-#   (mailsync-scheduler --ui-port) is up from step 6 to the end; its URL is printed and a
+#   (mailsync-scheduler --ui-port) is up from the first sync to the end; its URL is printed and a
 #   screenshot of it written to /tmp/mailsync-demo-status.png.
 #
 #   deploy/local/demo.sh            (KEEP_STACK=1 leaves the stack running and prints its env file)
@@ -26,7 +26,8 @@ export PATH=$bin/admin:$bin/scheduler:$bin/worker:$PATH
 
 say "2. Starting the local stack (PostgreSQL, dynalite, Dovecot x2, OAuth emulator)"
 stack=$(deploy/local/up.sh 2>/dev/null)
-if [[ -z ${KEEP_STACK:-} ]]; then trap 'deploy/local/down.sh "$stack" >/dev/null 2>&1' EXIT; fi
+ui=
+if [[ -z ${KEEP_STACK:-} ]]; then trap '[[ -z $ui ]] || kill "$ui" 2>/dev/null; deploy/local/down.sh "$stack" >/dev/null 2>&1' EXIT; fi
 . "$stack/env"
 export SYNC_ROUTES_FILE=$MAILSYNC_STACK_ROUTES_FILE LOG_LEVEL=warn LOG_FORMAT=text
 # As in production: the Outlook refresh token in a file, so its rotations are written back there.
@@ -44,6 +45,13 @@ python3 deploy/local/seed_mail.py carol@gmail.test 60 --seed 3 | sed 's/^/   /'
 
 say "4. mailsync-scheduler --once, then mailsync-worker --drain"
 mailsync-scheduler --once | sed 's/^/   /'
+ui_log=$(mktemp /tmp/mailsync-demo-ui.XXXXXX)
+LOG_LEVEL=info mailsync-scheduler --ui-port 0 2>"$ui_log" &
+ui=$!
+until grep -q 'status page on' "$ui_log"; do sleep 0.05; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$ui_log" | head -1)
+echo "   the status page (mailsync-scheduler --ui-port, read-only, on 127.0.0.1 unless given a token):"
+echo "   open $url while the demo runs: it follows the syncs below, refreshing itself every 5 s"
 start=$(date +%s%N)
 mailsync-worker --drain --concurrency 3
 echo "   worker drained the queue in $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -55,13 +63,7 @@ say "6. The dashboard (mailsync status and the SQL views)"
 mailsync status | sed 's/^/   /'
 psql -q "$MAILSYNC_DATABASE_URL" -c "SELECT regexp_replace(route_key, '#DEST.*', '') AS route, fetched, appended, skipped, failed, pg_size_pretty(bytes) AS bytes, round(extract(epoch FROM finished_at - started_at) * 1000) AS ms FROM mailsync.job_attempts ORDER BY started_at" | sed 's/^/   /'
 
-say "6b. The status page: mailsync-scheduler --ui-port (read-only, on 127.0.0.1 unless given a token)"
-ui_log=$(mktemp /tmp/mailsync-demo-ui.XXXXXX)
-LOG_LEVEL=info mailsync-scheduler --ui-port 0 2>"$ui_log" &
-ui=$!
-until grep -q 'status page on' "$ui_log"; do sleep 0.05; done
-url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$ui_log" | head -1)
-echo "   open $url (it stays up until the demo ends; it refreshes itself every 5 s)"
+say "6b. The status page (up since step 4): $url"
 curl -s "$url" | python3 -c 'import html, re, sys; page = sys.stdin.read()
 print("   " + html.unescape(re.search(r"<section id=\"summary\"><p>(.*?)</p>", page).group(1)))'
 shot=/tmp/mailsync-demo-status.png
@@ -122,6 +124,7 @@ python3 deploy/local/compare_mail.py "$SYNC_ROUTES_FILE"
 
 kill -TERM "$ui"
 wait "$ui" || true
+ui=
 rm -f "$ui_log"
 
 if [[ -n ${KEEP_STACK:-} ]]; then

@@ -26,7 +26,9 @@
 #include "mailsync/sync/imap_login.hpp"
 #include "mailsync/sync/live_route_sync.hpp"
 #include "mailsync/sync/message_retry.hpp"
+#include "mailsync/ui/status_page.hpp"
 #include "mailsync/util/sha256.hpp"
+#include "mailsync/util/strings.hpp"
 #include "route_sync_fixture.hpp"
 #include "support/corpus.hpp"
 #include "support/cut_proxy.hpp"
@@ -827,7 +829,8 @@ TEST_F(RouteSyncTest,
       << "status keeps showing the refused message after later clean runs";
 }
 
-TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDebugSync) {
+TEST_F(RouteSyncTest,
+       NoSecretReachesTheLogsTheDatabaseDynamoDbStatusOrTheStatusPageOfAFullDebugSync) {
   for (int i = 0; i < 3; ++i)
     seed(
         mailsync::testing::message("Message-ID: <secret" + std::to_string(i) + "@x>\r\n", "x\r\n"));
@@ -843,6 +846,17 @@ TEST_F(RouteSyncTest, NoSecretReachesTheLogsTheDatabaseDynamoDbOrStatusOfAFullDe
        {"routes", "jobs", "job_attempts", "job_counts", "watermarks", "uid_claims", "failures"})
     written += db_.query_lines("SELECT t::text FROM mailsync." + std::string(table) + " t");
   for (const auto& item : dynamo_->query(route_.key(), "")) written += item.dump();
+  // The status page and its route page show what the database holds, and nothing more.
+  const auto page = ui::serve_status_page({"127.0.0.1", 0, db_.url(), std::nullopt, 5});
+  const std::string base = "http://127.0.0.1:" + std::to_string(page->port());
+  mailsync::http::HttpClient browser;
+  for (const std::string& path : {std::string("/"), std::string("/api/status"),
+                                  "/route?key=" + util::percent_encode(route_.key())}) {
+    const auto shown = browser.get(base + path);
+    ASSERT_EQ(shown.status, 200) << path;
+    written += shown.body;
+  }
+  ASSERT_NE(written.find("<tr class=\"attempt\">"), std::string::npos) << "the route page";
 
   std::vector<std::string> secrets = {route_.gmail_refresh_token->reveal(),
                                       stack_env("GMAIL_CLIENT_SECRET"),
