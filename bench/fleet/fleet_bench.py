@@ -9,6 +9,7 @@ message was copied once per route. Run by bench/fleet/run.sh, which starts the s
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,4 +143,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # SIGTERM (run.sh's trap, a CI timeout) as an exception, so main's `finally` stops the workers
+    # instead of leaving them running against a stack that is being torn down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
