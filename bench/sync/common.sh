@@ -32,7 +32,7 @@ bench_up() {
   export MAILSYNC_DATABASE_URL="postgresql://postgres@127.0.0.1:$durable_port/bench" LOG_LEVEL=warn
   "$bin/admin/mailsync" migrate >/dev/null
   "$bin/admin/mailsync" dynamo create-table >/dev/null
-  source_user=sync120@gmail.test  # the last of the stack's spare mailboxes, which the tests claim first-come
+  source_user=sync200@gmail.test  # the last of the stack's spare mailboxes, which the tests claim first-come
   source_token=$(curl -s -H 'Content-Type: application/json' -d "{\"provider\": \"google\", \"user\": \"$source_user\"}" \
     "$MAILSYNC_STACK_OAUTH_URL/admin/grant" | python3 -c 'import json, sys; print(json.load(sys.stdin)["refresh_token"])')
 }

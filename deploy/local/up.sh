@@ -54,8 +54,9 @@ read -r pg_port oauth_port gmail_port outlook_port dynamo_port starttls_port bou
 # ---- users and secrets -----------------------------------------------------------------------
 gmail_users=(alice@gmail.test bob@gmail.test carol@gmail.test)
 # Mailboxes the integration tests claim one each (tests/support/stack.cpp), so they can run in parallel.
+# One stack serves both builds' tests under a profile: ~2 x the tests that claim one, with room.
 test_users=()
-for i in $(seq -w 1 120); do test_users+=("sync$i@gmail.test"); done
+for i in $(seq -w 1 200); do test_users+=("sync$i@gmail.test"); done
 # 2,000 empty accounts for the many-routes test (one worker, 2,000 routes: fds and RSS bounded).
 fleet_size=2000
 fleet_users=()

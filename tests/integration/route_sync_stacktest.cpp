@@ -423,6 +423,15 @@ TEST_F(RouteSyncTest, ASecondWritersPendingItemsAreLeftAloneAndTheirMessagesNotC
   EXPECT_TRUE((*mine)["claimed_by"]["S"].get<std::string>().starts_with("mailsync:"));
 }
 
+// The port a child has announced on stderr right after `prefix`; 0 while it has not.
+unsigned announced_port(const mailsync::testing::ChildProcess& child, const std::string& prefix) {
+  const std::string err = child.read_err();
+  const auto at = err.find(prefix);
+  return at == std::string::npos
+             ? 0u
+             : static_cast<unsigned>(std::stoul(err.substr(at + prefix.size())));
+}
+
 // Seeds `count` distinct messages of about 5 KB in one pipelined batch; their SHA-256s.
 std::multiset<std::string> seed_many(imap::Client& gmail, int count, const std::string& tag) {
   std::vector<std::string> bodies;
@@ -891,10 +900,7 @@ TEST_F(RouteSyncTest, AWorkerLogsJsonLinesAndItsMetricsAndHealthEndpointsFollowT
       env);
   unsigned port = 0;
   ASSERT_TRUE(mailsync::testing::wait_for([&] {
-    const std::string err = worker.read_err();
-    const auto at = err.find("on port ");
-    if (at != std::string::npos) port = static_cast<unsigned>(std::stoul(err.substr(at + 8)));
-    return port != 0;
+    return (port = announced_port(worker, "on port "));
   })) << worker.read_err();
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   http::HttpClient http;
@@ -979,10 +985,7 @@ TEST_F(RouteSyncTest, TheStatusPageInABrowserFollowsALiveSyncAndShowsAServersWor
       {MAILSYNC_TEST_BIN_SCHEDULER, "--ui-port", "0", "--ui-refresh-seconds", "1"}, env);
   unsigned port = 0;
   ASSERT_TRUE(mailsync::testing::wait_for([&] {
-    const std::string err = scheduler.read_err();
-    const auto at = err.find("status page on http://127.0.0.1:");
-    if (at != std::string::npos) port = static_cast<unsigned>(std::stoul(err.substr(at + 32)));
-    return port != 0;
+    return (port = announced_port(scheduler, "status page on http://127.0.0.1:"));
   })) << scheduler.read_err();
 
   mailsync::testing::EnvChanges frozen_env = env;

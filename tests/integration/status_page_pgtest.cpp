@@ -116,7 +116,11 @@ TEST_F(StatusPage, ShowsEveryPanelAndEscapesEveryTextFromTheDatabase) {
   const std::string& html = page.body;
   for (const char* panel : {"id=\"routes\"", "id=\"activity\"", "id=\"failures\"", "id=\"dead\""})
     EXPECT_NE(html.find(panel), std::string::npos) << panel;
-  EXPECT_NE(html.find("<tr class=\"route\" data-route=\"ROUTE#a@gmail.test"), std::string::npos);
+  const size_t a = html.find("<tr class=\"route\" data-route=\"ROUTE#a@gmail.test");
+  const size_t b = html.find("<tr class=\"route\" data-route=\"ROUTE#b@gmail.test");
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  EXPECT_LT(b, a) << "the failing route first";
   EXPECT_NE(html.find("<progress max=\"100\" value=\"40\"></progress>"), std::string::npos) << html;
   EXPECT_NE(html.find("40 of 100 · 12 msgs/s · ETA 5 s"), std::string::npos) << html;
   EXPECT_NE(html.find(">running<"), std::string::npos);

@@ -153,13 +153,19 @@ SELECT json_build_object(
                      GROUP BY r.route_key) t))::text
 )sql"};
 
-// The status page (src/ui): every panel in one statement, one snapshot. Routes as route_status;
+// The status page (src/ui): every panel in one statement, one snapshot. Routes as route_status
+// (those needing attention first);
 // the queue as queue_summary; finished jobs per minute for the last hour; dead jobs and messages
 // not copied, newest first, the first 50 of each (their totals beside them).
 inline constexpr Query kStatusPage{"status_page", R"sql(
 SELECT json_build_object(
   'now', now(),
-  'routes', (SELECT coalesce(json_agg(row_to_json(s) ORDER BY s.route_key), '[]') FROM mailsync.route_status s),
+  -- routes needing a person first, then failing, then running, then the rest, by key
+  'routes', (SELECT coalesce(json_agg(row_to_json(s) ORDER BY
+               s.enabled AND s.auth_state <> 'ok' DESC,
+               s.enabled AND s.last_outcome IS DISTINCT FROM 'succeeded' AND s.last_outcome IS NOT NULL DESC,
+               s.queued_job_state IS NOT DISTINCT FROM 'running' DESC, s.enabled DESC, s.route_key), '[]')
+             FROM mailsync.route_status s),
   'queue', (SELECT json_build_object(
               'by_state', (SELECT coalesce(json_object_agg(state, n), '{}') FROM (
                              SELECT state::text, count(*) AS n FROM mailsync.jobs GROUP BY state) s),
