@@ -70,9 +70,10 @@ int main(int argc, char** argv) {
   for (const auto& warning : loaded.warnings)
     std::cerr << "mailsync-scheduler: warning: " << warning << "\n";
 
-  std::optional<config::Secret> ui_token;
+  std::optional<config::Secret> ui_token;  // read only for the status page
   // NOLINTNEXTLINE(concurrency-mt-unsafe): at start, before any thread
-  if (const char* spec = std::getenv("MAILSYNC_UI_TOKEN"); spec != nullptr && *spec != '\0') {
+  if (const char* spec = std::getenv("MAILSYNC_UI_TOKEN");
+      vm.count("ui-port") && spec != nullptr && *spec != '\0') {
     const config::SecretResolution resolved = config::resolve_secret(spec, "MAILSYNC_UI_TOKEN");
     if (resolved.secret)
       ui_token = resolved.secret;

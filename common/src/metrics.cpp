@@ -185,25 +185,6 @@ void reply(mg_connection* connection, int status, const char* reason, const char
   if (!head) mg_write(connection, body.data(), body.size());
 }
 
-const char* reason_of(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return status < 400 ? "OK" : "Error";
-  }
-}
-
 int on_page(mg_connection* connection, void* data) {
   auto& state = *static_cast<Server::State*>(data);
   const mg_request_info* info = mg_get_request_info(connection);
@@ -231,8 +212,8 @@ int on_page(mg_connection* connection, void* data) {
   std::string headers;
   for (const auto& [name, value] : answer.headers)
     headers.append(name).append(": ").append(value).append("\r\n");
-  reply(connection, answer.status, reason_of(answer.status), answer.content_type.c_str(),
-        answer.body, headers, request.method == "HEAD");
+  reply(connection, answer.status, mg_get_response_code_text(connection, answer.status),
+        answer.content_type.c_str(), answer.body, headers, request.method == "HEAD");
   return answer.status;
 }
 

@@ -973,13 +973,11 @@ TEST_F(RouteSyncTest, TheStatusPageInABrowserFollowsALiveSyncAndShowsAServersWor
             0);
   const std::string words =
       R"(NO <img src=x onerror="document.title='owned'"> <b>too big</b> & 'q')";
-  std::string quoted = words;
-  for (size_t at = 0; (at = quoted.find('\'', at)) != std::string::npos; at += 2)
-    quoted.insert(at, 1, '\'');
   db_.execute(
       "INSERT INTO mailsync.failures (route_key, uidvalidity, uid, reason, last_error, "
-      "permanent) VALUES ('" +
-      route_.key() + "', 1, 99999, 'too_large', '" + quoted + "', true)");
+      "permanent) VALUES (" +
+      mailsync::testing::sql_literal(route_.key()) + ", 1, 99999, 'too_large', " +
+      mailsync::testing::sql_literal(words) + ", true)");
 
   mailsync::testing::ChildProcess scheduler(
       {MAILSYNC_TEST_BIN_SCHEDULER, "--ui-port", "0", "--ui-refresh-seconds", "1"}, env);

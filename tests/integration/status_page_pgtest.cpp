@@ -60,9 +60,7 @@ const std::string kHostile =
 class StatusPage : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string hostile = kHostile;  // as an SQL string's contents
-    for (size_t at = 0; (at = hostile.find('\'', at)) != std::string::npos; at += 2)
-      hostile.insert(at, 1, '\'');
+    const std::string hostile = mailsync::testing::sql_literal(kHostile);
     mailsync::postgres::Migrator(db_.url(), mailsync::postgres::embedded_migrations()).run();
     // A route copying (its job running, its progress 40 of 100), one failing with hostile words,
     // a message one of them could not copy, a dead job, and attempts for the history.
@@ -81,19 +79,19 @@ INSERT INTO mailsync.route_progress (route_key, job_id, started_at, messages_don
 SELECT route_key, id, now(), 40, 100, 4000, 10000, 12.5, 5 FROM mailsync.jobs;
 INSERT INTO mailsync.jobs (kind, route_key, state, attempt, max_attempts, last_error, finished_at, args)
 VALUES ('route_sync', 'ROUTE#b@gmail.test#DEST#me@outlook.test#FOLDER#B & <b>', 'dead', 25, 25,
-        'dead: )sql" +
-                hostile + R"sql(', now(), '{}');
+        'dead: ' || )sql" +
+                hostile + R"sql(, now(), '{}');
 INSERT INTO mailsync.failures (route_key, uidvalidity, uid, reason, last_error, permanent, message_id, size)
 VALUES ('ROUTE#b@gmail.test#DEST#me@outlook.test#FOLDER#B & <b>', 1, 7, 'too_large',
-        'NO refused: )sql" +
-                hostile + R"sql(', true, '<m7@x>', 123456);
+        'NO refused: ' || )sql" +
+                hostile + R"sql(, true, '<m7@x>', 123456);
 INSERT INTO mailsync.job_attempts (job_id, attempt, kind, route_key, worker, started_at, finished_at,
                                    outcome, error, fetched, appended)
 VALUES (9001, 1, 'route_sync', 'ROUTE#a@gmail.test#DEST#me@outlook.test#FOLDER#A', 'w1',
         now() - interval '6 minutes', now() - interval '5 minutes', 'succeeded', NULL, 12, 11),
        (9002, 1, 'route_sync', 'ROUTE#b@gmail.test#DEST#me@outlook.test#FOLDER#B & <b>', 'w1',
-        now() - interval '1 minute', now(), 'failed', 'attempt: )sql" +
-                hostile + R"sql(', 0, 0);
+        now() - interval '1 minute', now(), 'failed', 'attempt: ' || )sql" +
+                hostile + R"sql(, 0, 0);
 )sql");
   }
 

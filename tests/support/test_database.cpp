@@ -67,4 +67,13 @@ void TestDatabase::execute(const std::string& sql) const {
   pqxx::nontransaction(connection).exec(sql);
 }
 
+std::string sql_literal(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
 }  // namespace mailsync::testing

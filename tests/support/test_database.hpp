@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace mailsync::testing {
 
@@ -30,5 +31,8 @@ class TestDatabase {
   std::string url_;
   std::string pooled_url_;
 };
+
+// `text` as an SQL string literal, quotes included ('it''s'), for statements a test writes out.
+std::string sql_literal(std::string_view text);
 
 }  // namespace mailsync::testing

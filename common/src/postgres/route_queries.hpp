@@ -154,9 +154,9 @@ SELECT json_build_object(
 )sql"};
 
 // The status page (src/ui): every panel in one statement, one snapshot. Routes as route_status
-// (those needing attention first);
-// the queue as queue_summary; finished jobs per minute for the last hour; dead jobs and messages
-// not copied, newest first, the first 50 of each (their totals beside them).
+// (those needing attention first); the queue as queue_summary; finished jobs per minute for the
+// last hour; dead jobs and messages not copied, newest first, the first 50 of each (their totals
+// beside them).
 inline constexpr Query kStatusPage{"status_page", R"sql(
 SELECT json_build_object(
   'now', now(),

@@ -102,8 +102,7 @@ std::pair<std::string, std::string> route_state(const json& r) {
   if (!r.value("enabled", true)) return {"disabled", "idle"};
   if (r.value("paused", false)) return {"paused", "idle"};
   if (r.value("auth_state", std::string("ok")) != "ok") return {"auth required", "bad"};
-  if (r.value("queued_job_state", json()).is_string() && r["queued_job_state"] == "running")
-    return {"running", "busy"};
+  if (r.value("queued_job_state", json()) == "running") return {"running", "busy"};
   if (!present(r, "last_outcome")) return {"not run yet", "idle"};
   if (r["last_outcome"] != "succeeded") return {"failing", "bad"};
   return {"ok", "ok"};
