@@ -178,8 +178,11 @@ python3 - "$COUNT" "$work" <<'PY'
 import re, statistics, sys
 count, work = int(sys.argv[1]), sys.argv[2]
 
-def runs(name):
-    return [{k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)} for line in open(f"{work}/{name}")]
+def runs(name):  # WAN_ROUNDS=0 leaves no Wan.* logs
+    try:
+        return [{k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)} for line in open(f"{work}/{name}")]
+    except FileNotFoundError:
+        return []
 
 def rate(rows):  # median msgs/s, and the spread of the rounds
     rates = sorted(count * 1000 / r["wall_ms"] for r in rows)
@@ -190,6 +193,8 @@ def per_msg(rows, key):  # median CPU µs per copied message
 
 bm, bs, wm, ws = runs("Bench.m"), runs("Bench.s"), runs("Wan.m"), runs("Wan.s")
 for label, m, s in (("", bm, bs), ("wan_", wm, ws)):
+    if not m or not s:
+        continue
     (mr, mlo, mhi), (sr, slo, shi) = rate(m), rate(s)
     print(f"{label}mbsync_msgs_per_s={sr:.0f} (rounds {slo:.0f}-{shi:.0f})")
     print(f"{label}mailsync_msgs_per_s={mr:.0f} (rounds {mlo:.0f}-{mhi:.0f})")

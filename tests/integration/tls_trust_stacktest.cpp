@@ -1,8 +1,8 @@
 // Every TLS client in the process, IMAP (net::TlsStream) and HTTPS (http::HttpClient through
-// libcurl), verifies against one trust store parsed once (net::shared_trust_store): the system
-// store plus MAILSYNC_TLS_CA_FILE. Checked against an HTTPS server holding the stack's certificate:
-// trusted with the stack's CA file, refused by the system store alone, and a CA file that cannot be
-// read is named in the error.
+// libcurl, or its own HTTP/1.1 on net::TlsStream for AWS-signed POSTs), verifies against one trust
+// store parsed once (net::shared_trust_store): the system store plus MAILSYNC_TLS_CA_FILE. Checked
+// against an HTTPS server holding the stack's certificate: trusted with the stack's CA file,
+// refused by the system store alone, and a CA file that cannot be read is named in the error.
 
 #include <gtest/gtest.h>
 #include <openssl/x509_vfy.h>
@@ -26,6 +26,14 @@ import http.server, ssl, sys
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"trusted"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        signed = self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 Credential=")
+        body = b"signed " + self.rfile.read(length) if signed else b"unsigned"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -88,6 +96,26 @@ TEST_F(TlsTrust, HttpsIsTrustedWithTheCaFileAndRefusedByTheSystemStoreAlone) {
   }
   try {
     mailsync::http::HttpClient(mailsync::http::HttpOptions{}).get(url(), {});
+    FAIL() << "the system store trusted the stack's private CA";
+  } catch (const mailsync::http::HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("certificate"), std::string::npos) << e.what();
+    EXPECT_FALSE(e.retryable());
+  }
+}
+
+// AWS-signed POSTs go over mailsync's own HTTP/1.1 on net::TlsStream (HttpOptions::own_http1):
+// the same trust, kept alive.
+TEST_F(TlsTrust, AwsSignedPostsOverTheOwnHttpPathVerifyTheSameWay) {
+  const mailsync::http::AwsSigV4 signing{"aws:amz:eu-west-1:dynamodb", "AKIDEXAMPLE", "secret", ""};
+  mailsync::http::HttpClient http({.ca_file = ca_file_});
+  for (int request = 0; request < 2; ++request) {
+    const auto response = http.post(url(), "application/x-amz-json-1.0", "{}", {}, &signing);
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(response.body, "signed {}");
+  }
+  try {
+    mailsync::http::HttpClient(mailsync::http::HttpOptions{})
+        .post(url(), "application/x-amz-json-1.0", "{}", {}, &signing);
     FAIL() << "the system store trusted the stack's private CA";
   } catch (const mailsync::http::HttpError& e) {
     EXPECT_NE(std::string(e.what()).find("certificate"), std::string::npos) << e.what();

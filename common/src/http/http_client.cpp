@@ -6,6 +6,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "http1.hpp"
+#include "mailsync/http/aws_sigv4.hpp"
 #include "mailsync/net/tls_stream.hpp"
 #include "mailsync/net/trust_store.hpp"
 #include "mailsync/util/strings.hpp"
@@ -88,6 +90,49 @@ struct HttpClient::Impl {
   CURL* handle = nullptr;
   char error_buffer[CURL_ERROR_SIZE] = {};
   std::string trust_error;  // why the trust store could not be installed, for the error
+  std::unique_ptr<detail::Http1Connection> own;  // AWS-signed POSTs (options.own_http1)
+  std::string own_url;                           // the URL `own` was opened for
+
+  // The request for the own HTTP/1.1 path, signed with SigV4 as libcurl signs it: every header
+  // sent but User-Agent and Content-Length (tests/unit/http_own_test.cpp compares the two).
+  HttpResponse post_own(const std::string& url, const detail::Endpoint& endpoint,
+                        const std::string& content_type, const std::string& body,
+                        const std::vector<std::string>& headers, const AwsSigV4& sigv4) {
+    if (!own || own_url != url) {
+      own = std::make_unique<detail::Http1Connection>(endpoint, options);
+      own_url = url;
+    }
+    // scope "aws:amz:REGION:SERVICE"
+    const size_t service_at = sigv4.scope.rfind(':');
+    const size_t region_at = sigv4.scope.rfind(':', service_at - 1);
+    SigV4Request signing{.method = "POST",
+                         .path = endpoint.path,
+                         .headers = {{"Host", endpoint.host_header},
+                                     {"Content-Type", content_type},
+                                     {"Accept", "application/json"}},
+                         .body = body,
+                         .amz_date = amz_date_now(),
+                         .region = sigv4.scope.substr(region_at + 1, service_at - region_at - 1),
+                         .service = sigv4.scope.substr(service_at + 1),
+                         .access_key_id = sigv4.access_key_id,
+                         .secret_access_key = sigv4.secret_access_key};
+    for (const auto& header : headers) {
+      const size_t colon = header.find(':');
+      if (colon != std::string::npos)
+        signing.headers.emplace_back(header.substr(0, colon),
+                                     std::string(util::trim(header.substr(colon + 1))));
+    }
+    signing.headers.emplace_back("X-Amz-Date", signing.amz_date);
+    if (!sigv4.session_token.empty())
+      signing.headers.emplace_back("X-Amz-Security-Token", sigv4.session_token);
+    std::string request = "POST " + endpoint.path + " HTTP/1.1\r\nUser-Agent: mailsync\r\n";
+    for (const auto& [name, value] : signing.headers)
+      request.append(name).append(": ").append(value).append("\r\n");
+    request += "Authorization: " + sigv4_authorization(signing) +
+               "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    request += body;
+    return own->exchange(request);
+  }
 
   // CURLOPT_SSL_CTX_FUNCTION: libcurl's context gets the shared store (net::shared_trust_store).
   static CURLcode install_trust_store(CURL*, void* ssl_context, void* user) {
@@ -169,6 +214,10 @@ HttpClient::~HttpClient() {
 HttpResponse HttpClient::post(const std::string& url, const std::string& content_type,
                               const std::string& body, const std::vector<std::string>& headers,
                               const AwsSigV4* sigv4) {
+  if (sigv4 != nullptr && impl_->options.own_http1) {
+    if (const auto endpoint = detail::direct_endpoint(url))
+      return impl_->post_own(url, *endpoint, content_type, body, headers, *sigv4);
+  }
   struct HeaderList {
     curl_slist* list = nullptr;
     ~HeaderList() { curl_slist_free_all(list); }

@@ -13,6 +13,9 @@ struct HttpOptions {
   std::string ca_file;  // extra CA bundle (MAILSYNC_TLS_CA_FILE); the system store is always used
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds total_timeout{30'000};
+  // AWS-signed POSTs (DynamoDB, Secrets Manager) over mailsync's own HTTP/1.1 and SigV4 where
+  // libcurl adds nothing (src/http/http1.hpp says when); false: always libcurl.
+  bool own_http1 = true;
 };
 
 struct HttpResponse {
@@ -36,7 +39,8 @@ class HttpError : public std::runtime_error {
 
 using FormFields = std::vector<std::pair<std::string, std::string>>;
 
-// AWS Signature Version 4, computed by libcurl (CURLOPT_AWS_SIGV4), for the DynamoDB client.
+// AWS Signature Version 4 for the DynamoDB and Secrets Manager clients: computed by
+// http::sigv4_authorization on the own HTTP/1.1 path, by libcurl (CURLOPT_AWS_SIGV4) otherwise.
 struct AwsSigV4 {
   std::string scope;  // "aws:amz:REGION:SERVICE"
   std::string access_key_id;
@@ -48,7 +52,8 @@ struct AwsSigV4 {
 // everything else %XX.
 std::string form_encode(const FormFields& fields);
 
-// A libcurl easy handle with keep-alive; not thread-safe, use one per thread. Certificates and
+// A libcurl easy handle with keep-alive (and, for AWS-signed POSTs, a keep-alive connection of its
+// own: HttpOptions::own_http1); not thread-safe, use one per thread. Certificates and
 // host names are verified; only http and https are allowed; redirects are not followed.
 class HttpClient {
  public:

@@ -19,6 +19,7 @@ std::string_view trim(std::string_view text);
 
 // ASCII letters upper-cased, everything else as it is (IMAP keywords, capabilities).
 std::string ascii_upper(std::string_view text);
+std::string ascii_lower(std::string_view text);  // HTTP header names
 
 // Lower-case hex of the bytes.
 std::string to_hex(std::string_view bytes);
