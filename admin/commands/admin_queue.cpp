@@ -197,14 +197,15 @@ int run_status(std::span<const std::string> args) {
       std::string progress = "-";
       if (r.contains("progress_messages_total") && !r["progress_messages_total"].is_null()) {
         char text[160];
-        std::snprintf(
-            text, sizeof text, "%lld/%lld msgs, %.0f/%.0f MB, %.0f/s, ETA %llds",
-            r["progress_messages_done"].get<long long>(),
-            r["progress_messages_total"].get<long long>(),
-            r["progress_bytes_done"].get<double>() / 1e6,
-            r["progress_bytes_total"].get<double>() / 1e6, r["progress_rate_per_s"].get<double>(),
-            r["progress_eta_seconds"].is_null() ? 0LL : r["progress_eta_seconds"].get<long long>());
-        progress = text;
+        std::snprintf(text, sizeof text, "%lld/%lld msgs, %.0f/%.0f MB, %.0f/s, ETA ",
+                      r["progress_messages_done"].get<long long>(),
+                      r["progress_messages_total"].get<long long>(),
+                      r["progress_bytes_done"].get<double>() / 1e6,
+                      r["progress_bytes_total"].get<double>() / 1e6,
+                      r["progress_rate_per_s"].get<double>());
+        progress = text + (r["progress_eta_seconds"].is_null()
+                               ? std::string("not known yet")
+                               : std::to_string(r["progress_eta_seconds"].get<long long>()) + "s");
       }
       rows.push_back(
           {cell(r["gmail_email"]), cell(r["target_folder"]), state, token_cell(r), push_cell(r),

@@ -39,14 +39,21 @@ t0=$(now_ms)
 start_worker
 
 # Every 0.5 s: the truth (DONE claims), what status says, the worker's peak RSS.
-kills=0 peak_kb=0 next_check=25
+kills=0 peak_kb=0 next_check=25 resume_from=-1
 declare -A seen_at
+# Each kill's outage, from the SIGKILL until the rescued run copies again: no ETA can foresee a
+# crash, so the time left an ETA promised is also compared with the copying time alone.
+kill_at=() outage=()
 while :; do
   done_now=$(sql "SELECT count(*) FROM mailsync.uid_claims WHERE route_key = '$route_key' AND state = 'DONE'")
   ((done_now < total)) || break
   t=$(now_ms)
   hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$worker/status" 2>/dev/null || echo 0)
   ((hwm > peak_kb)) && peak_kb=$hwm
+  if ((resume_from >= 0 && done_now > resume_from)); then
+    outage+=($((t - ${kill_at[-1]})))
+    resume_from=-1
+  fi
   if ((next_check <= 75 && done_now * 100 >= next_check * total)); then
     status=$(sql "SELECT coalesce(progress_messages_done::text, '-') || ' ' || coalesce(progress_messages_total::text, '-') || ' ' || coalesce(progress_eta_seconds::text, '-') FROM mailsync.route_status WHERE route_key = '$route_key'")
     seen_at[$next_check]="$t $done_now $status"
@@ -57,6 +64,8 @@ while :; do
     wait "$worker" 2>/dev/null || true
     kills=$((kills + 1))
     echo "SIGKILL $kills at $done_now of $total copied ($(((t - t0) / 1000)) s)" >&2
+    kill_at+=("$t")
+    resume_from=$done_now
     start_worker
   fi
   (($(now_ms) - t0 < 1800000)) || { echo "import: not done after 30 minutes" >&2; exit 1; }
@@ -93,10 +102,13 @@ for pct in 25 50 75; do
   [[ -n ${seen_at[$pct]:-} ]] || { echo "eta_at_${pct}=not seen"; continue; }
   read -r t done_then p_done p_total eta <<<"${seen_at[$pct]}"
   actual=$(((t_end - t) / 1000))
+  lost=0
+  for i in "${!outage[@]}"; do ((kill_at[i] > t)) && lost=$((lost + outage[i])); done
+  copying=$(((t_end - t - lost) / 1000))
   if [[ $eta == - ]]; then
     echo "eta_at_${pct}=none shown (progress $p_done/$p_total; the run had just started)"
   else
     awk -v eta="$eta" -v actual="$actual" -v pct="$pct" -v pd="$p_done" -v pt="$p_total" -v d="$done_then" -v n="$total" \
-      'BEGIN { printf "eta_at_%d=%d s, took %d s (%+.0f%%); progress %d of %d in this run, truth %d of %d\n", pct, eta, actual, (eta - actual) * 100 / (actual > 0 ? actual : 1), pd, pt, d, n }'
+      -v copying="$copying" 'BEGIN { printf "eta_at_%d=%d s, took %d s (%+.0f%%), %d s of it copying (%+.0f%%; the rest a later SIGKILL until the rescued run copied again); progress %d of %d in this run, truth %d of %d\n", pct, eta, actual, (eta - actual) * 100 / (actual > 0 ? actual : 1), copying, (eta - copying) * 100 / (copying > 0 ? copying : 1), pd, pt, d, n }'
   fi
 done

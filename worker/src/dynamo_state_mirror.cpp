@@ -133,7 +133,7 @@ void DynamoStateMirror::record(uint32_t uidvalidity, const std::vector<MirrorCla
                        {"updated_at", S(iso8601(now_()))},
                        {"ttl", expiry()}});
     // BatchWriteItem takes 25 items a call: the calls go out side by side.
-    constexpr size_t kPerCall = 25;
+    constexpr size_t kPerCall = dynamo::DynamoClient::kBatchWriteItems;
     on_lanes(commit_lanes_, kCommitLanes, (items.size() + kPerCall - 1) / kPerCall,
              [&](size_t call, dynamo::DynamoClient& db) {
                const auto first = items.begin() + static_cast<std::ptrdiff_t>(call * kPerCall);

@@ -39,19 +39,21 @@ Progress ProgressMeter::at(int64_t job_id, Steady now) const {
   if (!samples_.empty() && now - samples_.front().at >= kRateWindow) from = samples_.front();
   const double window = std::max(std::chrono::duration<double>(now - from.at).count(), 1e-3);
   const double rate = static_cast<double>(done_messages_ - from.messages) / window;
-  const double left = rate > 0 ? static_cast<double>(total_messages_ - done_messages_) / rate : 0.0;
-  return {job_id,      seconds,      done_messages_, total_messages_,
-          done_bytes_, total_bytes_, rate,           static_cast<int64_t>(left)};
+  std::optional<int64_t> left;
+  if (rate > 0 && now - started_ >= kMinEta)
+    left = static_cast<int64_t>(static_cast<double>(total_messages_ - done_messages_) / rate);
+  return {job_id, seconds, done_messages_, total_messages_, done_bytes_, total_bytes_, rate, left};
 }
 
 std::string ProgressMeter::line(const Progress& p) {
   char text[200];
   std::snprintf(text, sizeof text,
-                "progress: %lld of %lld messages, %.1f of %.1f MB, %.0f msgs/s, about %lld s left",
+                "progress: %lld of %lld messages, %.1f of %.1f MB, %.0f msgs/s, ",
                 static_cast<long long>(p.messages_done), static_cast<long long>(p.messages_total),
                 static_cast<double>(p.bytes_done) / 1e6, static_cast<double>(p.bytes_total) / 1e6,
-                p.rate_per_s, static_cast<long long>(p.eta_seconds));
-  return text;
+                p.rate_per_s);
+  return text + (p.eta_seconds ? "about " + std::to_string(*p.eta_seconds) + " s left"
+                               : std::string("time left not known yet"));
 }
 
 }  // namespace mailsync::sync

@@ -131,7 +131,7 @@ void RouteSync::Run::show_progress(ProgressMeter& progress) {
                 {"bytes_done", at.bytes_done},
                 {"bytes_total", at.bytes_total},
                 {"rate_per_s", static_cast<int64_t>(at.rate_per_s)},
-                {"eta_seconds", at.eta_seconds}});
+                {"eta_seconds", at.eta_seconds ? nlohmann::json(*at.eta_seconds) : nullptr}});
 }
 
 // Fetch and claim one batch. Runs on a second thread while the main thread appends the batch

@@ -187,9 +187,9 @@ std::vector<json> DynamoClient::query(const std::string& pk, const std::string& 
 }
 
 void DynamoClient::batch_put(const std::vector<json>& items) {
-  for (size_t start = 0; start < items.size(); start += 25) {
+  for (size_t start = 0; start < items.size(); start += kBatchWriteItems) {
     json writes = json::array();
-    for (size_t i = start; i < std::min(items.size(), start + 25); ++i)
+    for (size_t i = start; i < std::min(items.size(), start + kBatchWriteItems); ++i)
       writes.push_back({{"PutRequest", {{"Item", items[i]}}}});
     json pending = {{options_.table, writes}};
     std::chrono::milliseconds backoff = options_.first_backoff;

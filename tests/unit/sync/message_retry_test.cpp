@@ -85,6 +85,19 @@ TEST(ProgressMeter, EstimatesTheTimeLeftFromTheRateSoFar) {
             "progress: 250 of 1000 messages, 2.5 of 10.0 MB, 25 msgs/s, about 30 s left");
 }
 
+TEST(ProgressMeter, PromisesNoTimeLeftBeforeTheRunHasCopiedForTenSeconds) {
+  const auto t0 = std::chrono::steady_clock::time_point(100s);
+  ProgressMeter meter(13'220, 0, t0);
+  meter.add(200, 0);  // the first batch of a run that resumed a killed one: quick, not typical
+  (void)meter.due(t0 + 80ms);
+  const Progress early = meter.at(1, t0 + 80ms);
+  EXPECT_EQ(early.eta_seconds, std::nullopt) << "it would have said " << 13'020 / 2'500 << " s";
+  EXPECT_EQ(ProgressMeter::line(early).substr(ProgressMeter::line(early).rfind(", ") + 2),
+            "time left not known yet");
+  meter.add(1'800, 0);
+  EXPECT_EQ(meter.at(1, t0 + 10s).eta_seconds, 56);  // 11,220 left at 200 msgs/s
+}
+
 TEST(ProgressMeter, OnceAMinuteOldTheRateIsTheLastMinutesNotTheRunsAverage) {
   const auto t0 = std::chrono::steady_clock::time_point(100s);
   ProgressMeter meter(10'000, 100'000'000, t0);

@@ -100,8 +100,9 @@ class DynamoClient {
                       const std::string& claimed_by_prefix);
   // Query PK = pk AND begins_with(SK, sk_prefix), all pages.
   std::vector<nlohmann::json> query(const std::string& pk, const std::string& sk_prefix);
-  // BatchWriteItem of puts, 25 at a time, unprocessed items retried.
+  // BatchWriteItem of puts, kBatchWriteItems at a time, unprocessed items retried.
   void batch_put(const std::vector<nlohmann::json>& items);
+  static constexpr size_t kBatchWriteItems = 25;  // DynamoDB's limit for one BatchWriteItem
 
   // CreateTable (PK, SK strings, on demand) and UpdateTimeToLive on `ttl`. Returns what happened
   // to TTL: "enabled", or why not (dynalite has no UpdateTimeToLive).

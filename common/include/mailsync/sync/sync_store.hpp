@@ -94,8 +94,8 @@ struct Progress {
   int64_t messages_total = 0;
   int64_t bytes_done = 0;
   int64_t bytes_total = 0;
-  double rate_per_s = 0;  // messages
-  int64_t eta_seconds = 0;
+  double rate_per_s = 0;               // messages
+  std::optional<int64_t> eta_seconds;  // none until the run has copied for ProgressMeter::kMinEta
 };
 
 // What a run learned about one of its refresh tokens (mailsync.refresh_tokens, sql/0007). No

@@ -21,6 +21,9 @@ class ProgressMeter {
   static constexpr std::chrono::seconds kWriteEvery{5};
   static constexpr std::chrono::seconds kLogEvery{10};
   static constexpr std::chrono::seconds kRateWindow{60};
+  // No time left is promised before the run has copied this long: a rate over the first batch or
+  // two says little (bench/sync/import.sh saw 5 s promised for 25 s right after a restart).
+  static constexpr std::chrono::seconds kMinEta{10};
 
   ProgressMeter(int64_t total_messages, int64_t total_bytes, Steady started);
 
