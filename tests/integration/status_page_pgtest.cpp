@@ -186,6 +186,34 @@ TEST_F(StatusPage, ARoutesPageListsItsAttemptsAndFailuresAndAnUnknownRouteIsNotF
   EXPECT_EQ(request(server->port(), "GET", "/elsewhere").status, 404);
 }
 
+TEST_F(StatusPage, ManyRoutesShowTheFirst500ThoseNeedingAttentionFirstAndAllOnRequest) {
+  db_.execute(R"sql(
+INSERT INTO mailsync.routes (route_key, gmail_email, outlook_email, target_folder, last_outcome,
+                             last_run_at, last_success_at)
+SELECT 'ROUTE#u' || n || '@gmail.test#DEST#me@outlook.test#FOLDER#A', 'u' || n || '@gmail.test',
+       'me@outlook.test', 'A', 'succeeded', now(), now()
+FROM generate_series(1, 600) n;
+)sql");
+  const auto server = serve();
+  const auto rows = [](const std::string& html) {
+    size_t n = 0;
+    for (size_t at = html.find(R"(<tr class="route")"); at != std::string::npos;
+         at = html.find(R"(<tr class="route")", at + 1))
+      ++n;
+    return n;
+  };
+  const Answer first = request(server->port(), "GET", "/");
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(rows(first.body), 500u);
+  EXPECT_NE(first.body.find("602 routes"), std::string::npos) << "the summary counts them all";
+  EXPECT_NE(first.body.find("b@gmail.test"), std::string::npos) << "the failing route was cut";
+  EXPECT_NE(first.body.find("The first 500 of 602 routes"), std::string::npos);
+  EXPECT_NE(first.body.find(R"(href="/?routes=all")"), std::string::npos);
+  const Answer all = request(server->port(), "GET", "/?routes=all");
+  EXPECT_EQ(rows(all.body), 602u);
+  EXPECT_EQ(all.body.find("The first 500"), std::string::npos);
+}
+
 TEST_F(StatusPage, IsReadOnly) {
   const auto server = serve();
   for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -128,12 +129,17 @@ std::string route_link(const std::string& key, const std::string& label) {
          html_escape(label) + "</a>";
 }
 
-std::string routes_panel(const json& routes) {
+// Rows of the Routes panel on "/" unless ?routes=all: enough for a team, while 5,000 routes would
+// be ~2.5 MB of HTML every refresh. The query orders those needing attention first.
+constexpr size_t kRoutesShown = 500;
+
+std::string routes_panel(const json& routes, size_t most = SIZE_MAX) {
   std::string html =
       R"(<section id="routes"><h2>Routes</h2><table><thead><tr><th>Gmail</th><th>Outlook )"
       "folder</th><th>State</th><th>Last success</th><th>Queue</th><th>Token</th><th>Not "
       "copied</th><th>Progress</th></tr></thead><tbody>";
-  for (const json& r : routes) {
+  for (size_t i = 0; i < std::min(most, routes.size()); ++i) {
+    const json& r = routes[i];
     const auto [state, badge] = route_state(r);
     const std::string key = r.value("route_key", std::string());
     html += R"(<tr class="route" data-route=")" + html_escape(key) + R"("><td>)" +
@@ -159,7 +165,12 @@ std::string routes_panel(const json& routes) {
     html += "</td><td>" + progress_cell(r) + "</td></tr>";
   }
   if (routes.empty()) html += R"(<tr><td colspan="8">No routes yet.</td></tr>)";
-  return html + "</tbody></table></section>";
+  html += "</tbody></table>";
+  if (routes.size() > most)
+    html += R"(<p class="more">The first )" + std::to_string(most) + " of " +
+            std::to_string(routes.size()) +
+            R"( routes, those needing attention first. <a href="/?routes=all">Show all</a></p>)";
+  return html + "</section>";
 }
 
 // Jobs finished per minute in the last hour: bars drawn by the server (an SVG, no script).
@@ -275,7 +286,9 @@ class StatusPage {
     if (request.path == "/static/style.css")
       return {200, "text/css; charset=utf-8", std::string(kStyleCss), {}};
     if (request.path == "/")
-      return query([&](queue::RouteStore& store) { return index(store.status_page()); });
+      return query([&](queue::RouteStore& store) {
+        return index(store.status_page(), util::parse_query(request.query)["routes"] == "all");
+      });
     if (request.path == "/api/status")
       return query([&](queue::RouteStore& store) {
         return metrics::Reply{200, "application/json", store.status_page().dump(), {}};
@@ -317,7 +330,7 @@ class StatusPage {
                                 options_.refresh_seconds));
   }
 
-  metrics::Reply index(const json& data) {
+  metrics::Reply index(const json& data, bool all_routes) {
     const json& routes = data["routes"];
     int running = 0, failing = 0, auth = 0;
     for (const json& r : routes) {
@@ -333,7 +346,7 @@ class StatusPage {
         std::to_string(auth) + " " + (auth == 1 ? "needs" : "need") + " authorisation · " +
         count(number(data, "failures_total"), "message", "messages") + " not copied · " +
         count(number(data, "dead_total"), "dead job", "dead jobs") + "</p></section>";
-    body += routes_panel(routes);
+    body += routes_panel(routes, all_routes ? SIZE_MAX : kRoutesShown);
     body += activity_panel(data["per_minute"], data["queue"]);
     body += R"(<section id="failures"><h2>Messages not copied ()" +
             text(data, "failures_total", "0") + ")</h2>" + failures_table(data["failures"], true) +
