@@ -201,6 +201,23 @@ TEST(HttpOwn, SignsExactlyAsLibcurlDoes) {
   }
 }
 
+TEST(HttpOwn, AHeaderWithALineBreakIsNotSentAndItsValueNotShown) {
+  ScriptedServer server([](const Request&) { return ok("{}"); });
+  HttpClient http = client();
+  const AwsSigV4 broken{"aws:amz:eu-west-1:dynamodb", "AKIDEXAMPLE", "secret",
+                        "token\r\nX-Injected: yes"};
+  try {
+    put_item(http, server.url(), broken);
+    FAIL() << "a header with a line break was sent";
+  } catch (const HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("X-Amz-Security-Token header holds a line break"),
+              std::string::npos)
+        << e.what();
+    EXPECT_EQ(std::string(e.what()).find("token"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(server.requests().empty());
+}
+
 TEST(HttpOwn, KeepsOneConnectionForEveryRequest) {
   int answered = 0;
   ScriptedServer server([&](const Request&) { return ok(std::to_string(++answered)); });
@@ -300,6 +317,7 @@ TEST(HttpOwn, IsLeftToLibcurlWhereLibcurlAddsSomething) {
   EXPECT_EQ(direct_endpoint("http://localhost:8000")->host_header, "localhost:8000");
   EXPECT_EQ(direct_endpoint("http://[::1]:8000/x")->path, "/x");
   EXPECT_FALSE(direct_endpoint("http://dynamodb.example.com:8000/")) << "plain http, not loopback";
+  EXPECT_FALSE(direct_endpoint("http://127.example.com:8000/")) << "a name, not 127.0.0.0/8";
   EXPECT_FALSE(direct_endpoint("https://user:pw@example.com/"));
   EXPECT_FALSE(direct_endpoint("https://example.com/?a=b"));
   EXPECT_FALSE(direct_endpoint("ftp://example.com/"));

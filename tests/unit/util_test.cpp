@@ -156,3 +156,9 @@ TEST(PercentEncoding, KeepsTheUnreservedAndRoundTripsEveryByte) {
   EXPECT_EQ(percent_decode("a+b%2Bc", /*plus_is_space=*/true), "a b+c");
   EXPECT_EQ(percent_decode("100%zz%4"), "100%zz%4") << "not an escape: kept as it is";
 }
+
+TEST(UtcText, WritesTheInstantInUtcInTheFormatAsked) {
+  const auto at = std::chrono::system_clock::time_point(std::chrono::seconds(1440938160));
+  EXPECT_EQ(mailsync::util::utc_text(at), "2015-08-30T12:36:00Z");
+  EXPECT_EQ(mailsync::util::utc_text(at, "%Y%m%dT%H%M%SZ"), "20150830T123600Z");
+}

@@ -4,7 +4,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
-#include <ctime>
+#include <chrono>
 #include <stdexcept>
 
 #include "mailsync/util/sha256.hpp"
@@ -68,12 +68,7 @@ std::string sigv4_authorization(const SigV4Request& request) {
 }
 
 std::string amz_date_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char buffer[20];
-  std::strftime(buffer, sizeof buffer, "%Y%m%dT%H%M%SZ", &utc);
-  return buffer;
+  return util::utc_text(std::chrono::system_clock::now(), "%Y%m%dT%H%M%SZ");
 }
 
 }  // namespace mailsync::http

@@ -27,7 +27,8 @@ bool proxy_configured(bool tls) {
 }
 
 bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  return host == "localhost" || host == "::1" ||
+         (net::is_ip_literal(host) && host.rfind("127.", 0) == 0);
 }
 
 std::chrono::milliseconds remaining(Clock::time_point deadline) {
@@ -117,9 +118,11 @@ HttpResponse Http1Connection::exchange(const std::string& request) {
   const auto deadline = Clock::now() + options_.total_timeout;
   for (int attempt = 1;; ++attempt) {
     const bool reused = stream_ != nullptr;
+    bool connected = reused;
     answered_ = 0;
     try {
       if (!reused) connect(deadline);
+      connected = true;
       stream_->set_io_timeout(remaining(deadline));
       stream_->write_all(request);
       return read_response(deadline);
@@ -130,7 +133,7 @@ HttpResponse Http1Connection::exchange(const std::string& request) {
                           e.kind() == net::TransportErrorKind::kIo);
       buffer_.clear();
       if (stale) continue;
-      const bool timed_out = e.kind() == net::TransportErrorKind::kTimeout;
+      const bool timed_out = connected && e.kind() == net::TransportErrorKind::kTimeout;
       throw HttpError("HTTP request to " + endpoint_.origin + " failed: " +
                           (timed_out ? "no answer within " +
                                            std::to_string(options_.total_timeout.count()) + " ms"

@@ -126,8 +126,15 @@ struct HttpClient::Impl {
     if (!sigv4.session_token.empty())
       signing.headers.emplace_back("X-Amz-Security-Token", sigv4.session_token);
     std::string request = "POST " + endpoint.path + " HTTP/1.1\r\nUser-Agent: mailsync\r\n";
-    for (const auto& [name, value] : signing.headers)
+    for (const auto& [name, value] : signing.headers) {
+      // A line break in a header (a session token from a broken credentials source) would start
+      // a header of its own; libcurl refuses it too. The message names the header, not the value.
+      if ((name + value).find_first_of("\r\n") != std::string::npos)
+        throw HttpError("HTTP request to " + endpoint.origin + " not sent: its " + name +
+                            " header holds a line break",
+                        false);
       request.append(name).append(": ").append(value).append("\r\n");
+    }
     request += "Authorization: " + sigv4_authorization(signing) +
                "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
     request += body;

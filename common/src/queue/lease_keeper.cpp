@@ -12,12 +12,7 @@ namespace mailsync::queue {
 namespace {
 
 std::string format_time(TimePoint t) {
-  const std::time_t seconds = Clock::to_time_t(t);
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
+  return util::utc_text(t);
 }
 
 Job claim(JobStore& store, const std::string& owner, const std::string& route_key,

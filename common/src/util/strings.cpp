@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 namespace mailsync::util {
 
@@ -44,6 +45,15 @@ std::string ascii_lower(std::string_view text) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
+}
+
+std::string utc_text(std::chrono::system_clock::time_point at, const char* format) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(at);
+  std::tm parts{};
+  gmtime_r(&seconds, &parts);
+  char out[64];
+  const size_t n = std::strftime(out, sizeof out, format, &parts);
+  return {out, n};
 }
 
 std::string to_hex(std::string_view bytes) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <string_view>
@@ -20,6 +21,11 @@ std::string_view trim(std::string_view text);
 // ASCII letters upper-cased, everything else as it is (IMAP keywords, capabilities).
 std::string ascii_upper(std::string_view text);
 std::string ascii_lower(std::string_view text);  // HTTP header names
+
+// `at` in UTC, written with strftime's `format`: "2026-11-21T15:46:34Z" by default (the DynamoDB
+// items' timestamps, as the Lambda version wrote them), "%Y%m%dT%H%M%SZ" for SigV4.
+std::string utc_text(std::chrono::system_clock::time_point at,
+                     const char* format = "%Y-%m-%dT%H:%M:%SZ");
 
 // Lower-case hex of the bytes.
 std::string to_hex(std::string_view bytes);
