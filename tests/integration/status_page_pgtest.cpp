@@ -214,6 +214,28 @@ FROM generate_series(1, 600) n;
   EXPECT_EQ(all.body.find("The first 500"), std::string::npos);
 }
 
+// Migration 0008: a killed attempt's progress row is not shown once its job was rescued or taken
+// again; the new attempt's own row is.
+TEST_F(StatusPage, AKilledAttemptsProgressIsNotShownOnceItsJobWasRescuedOrTakenAgain) {
+  const std::string progress =
+      "SELECT coalesce(progress_messages_done::text, '-') FROM mailsync.route_status "
+      "WHERE gmail_email = 'a@gmail.test'";
+  EXPECT_EQ(db_.query_value(progress), "40");
+  db_.execute(
+      "UPDATE mailsync.jobs SET state = 'available', lease_owner = NULL, "
+      "lease_expires_at = NULL WHERE state = 'running'");  // the rescue
+  EXPECT_EQ(db_.query_value(progress), "-");
+  db_.execute(
+      "UPDATE mailsync.jobs SET state = 'running', attempt = 2, lease_owner = 'w2', "
+      "lease_expires_at = now() + interval '1 minute', attempted_at = now() + interval "
+      "'2 seconds' WHERE state = 'available'");  // taken again, after the row was written
+  EXPECT_EQ(db_.query_value(progress), "-");
+  db_.execute(
+      "UPDATE mailsync.route_progress SET started_at = now() + interval '3 seconds', "
+      "messages_done = 60");  // the new attempt's first write
+  EXPECT_EQ(db_.query_value(progress), "60");
+}
+
 TEST_F(StatusPage, IsReadOnly) {
   const auto server = serve();
   for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
