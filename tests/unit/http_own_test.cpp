@@ -166,6 +166,19 @@ mailsync::http::HttpResponse put_item(HttpClient& http, const std::string& url,
                    {"X-Amz-Target: DynamoDB_20120810.PutItem"}, &signing);
 }
 
+// Issue 13: HTTP response bodies were unbounded. libcurl's path (a GET), a server that answers
+// 9 MiB; the own path's cap is checked in ABodyOverTheCapIsRefusedAndASilentServerTimesOut.
+TEST(HttpClient, ABodyOverTheCapIsRefusedNotHeld) {
+  ScriptedServer server([](const Request&) { return ok(std::string(9 << 20, 'x')); });
+  HttpClient http;
+  try {
+    http.get(server.url() + "big");
+    ADD_FAILURE() << "a 9 MiB body was taken";
+  } catch (const HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("larger than 8 MiB"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HttpOwn, SignsExactlyAsLibcurlDoes) {
   ScriptedServer server([](const Request&) { return ok("{}"); });
   for (const AwsSigV4& signing :
